@@ -1,0 +1,24 @@
+"""fgrad: composable function transforms (grad, vmap, jvp, ...) on NumPy, in the style of JAX.
+
+>>> import numpy as np, fgrad, fgrad.numpy as fnp
+>>> f = lambda x: fnp.sum(fnp.tanh(x) ** 2)
+>>> fgrad.grad(f)(np.ones(3))                      # reverse mode
+>>> fgrad.vmap(fgrad.grad(f))(np.ones((4, 3)))     # per-row gradients
+>>> fgrad.hessian(f)(np.ones(3))                   # forward-over-reverse
+"""
+from . import numpy  # noqa: F401  (first: the primitives' rules are written with it)
+from . import core, primitives, tree  # noqa: F401
+from .api import (grad, hessian, jacfwd, jacrev, jvp, linearize, make_jaxpr, stop_gradient,
+                  value_and_grad, vjp, vmap)
+from .custom import checkpoint, custom_jvp, custom_vjp, remat
+from .errors import (ConcretizationError, FgradError, TracerArrayConversionError,
+                     TransformError, UnexpectedTracerError)
+from . import random, testing  # noqa: F401
+
+__version__ = "0.1.0"
+
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "vmap", "jacfwd", "jacrev",
+           "hessian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat",
+           "make_jaxpr", "numpy", "random", "tree", "testing", "FgradError",
+           "UnexpectedTracerError", "TracerArrayConversionError", "ConcretizationError",
+           "TransformError"]

@@ -1,0 +1,501 @@
+"""The transforms users call: grad, value_and_grad, vjp, jvp, linearize, vmap, jacfwd, jacrev,
+hessian, make_jaxpr, stop_gradient.
+
+This module owns everything user-facing about them: pytrees of arguments and results,
+``argnums``, ``has_aux``, ``in_axes``/``out_axes``, and the errors that say what went wrong.
+The machinery underneath is one trace per transform (``jvp.py``, ``vjp.py``, ``vmap.py``,
+``staging.py``); the composite transforms (``jacfwd``, ``jacrev``, ``hessian``) are built from
+the others exactly as in JAX:
+
+>>> import fgrad, fgrad.numpy as fnp
+>>> def loss(w, x, y): return fnp.mean((fnp.tanh(x @ w) - y) ** 2)
+>>> per_example = fgrad.vmap(fgrad.grad(loss), in_axes=(None, 0, 0))
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import tree
+from .core import Tracer, dtype_of, instantiate_zeros, new_trace, shape_of, zero
+from .errors import TransformError
+from .jvp import JVPTrace, JVPTracer
+from .primitives.elementwise import piecewise_constant
+from .staging import Jaxpr, ShapedArray, StagingTrace, eval_jaxpr
+from .vjp import VJPTrace, VJPTracer, backward_pass
+from .vmap import BatchTrace, BatchTracer
+
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "vmap", "jacfwd", "jacrev",
+           "hessian", "make_jaxpr", "stop_gradient"]
+
+
+def _fname(f):
+    return getattr(f, "__name__", None) or type(f).__name__
+
+
+def _aval_str(x):
+    return ShapedArray(shape_of(x), dtype_of(x)).str_short()
+
+
+def _check_float_inputs(transform, f, leaves, paths=None):
+    for i, x in enumerate(leaves):
+        if isinstance(x, Tracer):
+            continue
+        if not isinstance(x, (np.ndarray, np.generic, float, int, bool)):
+            raise TypeError(f"{transform}({_fname(f)}): argument {_path_str(paths, i)} is a "
+                            f"{type(x).__name__}, not an array or number")
+        kind = dtype_of(x).kind
+        if kind == "c":
+            raise TypeError(f"{transform}({_fname(f)}): argument {_path_str(paths, i)} is complex "
+                            f"({_aval_str(x)}); fgrad differentiates real float inputs only")
+        if kind != "f":
+            raise TypeError(f"{transform}({_fname(f)}): argument {_path_str(paths, i)} has dtype "
+                            f"{dtype_of(x).name} ({_aval_str(x)}); derivatives are defined only "
+                            f"for float inputs. Convert it (x.astype(float)) or leave it out of "
+                            f"argnums (or close over it with functools.partial).")
+
+
+def _path_str(paths, i):
+    if paths is None:
+        return f"#{i}"
+    return "".join(f"[{k!r}]" for k in paths[i]) or "#0"
+
+
+def _leaf_is_ours(x, trace, cls):
+    return isinstance(x, cls) and x._trace is trace
+
+
+def _split_aux(transform, f, out, has_aux):
+    if not has_aux:
+        return out, None
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise TypeError(f"{transform}({_fname(f)}, has_aux=True): the function must return a pair "
+                        f"(output, aux), got {type(out).__name__}")
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Reverse mode
+# --------------------------------------------------------------------------------------------
+
+def vjp(f, *primals, has_aux=False):
+    """``(f(*primals), vjp_fn)`` where ``vjp_fn(ct)`` pulls a cotangent of the output back to
+    cotangents of ``primals`` (a tuple with one entry per primal)::
+
+        y, pullback = fgrad.vjp(fnp.sin, x)
+        (x_bar,) = pullback(fnp.ones_like(y))      # = cos(x)
+    """
+    paths, leaves, in_tree = tree.flatten_with_path(primals)
+    _check_float_inputs("vjp", f, leaves, paths)
+    with new_trace(VJPTrace) as trace:
+        tracers = [trace.new_input(x) for x in leaves]
+        out = f(*tree.unflatten(in_tree, tracers))
+        out, aux = _split_aux("vjp", f, out, has_aux)
+        out_leaves, out_tree = tree.flatten(out)
+    out_primals = [o.primal if _leaf_is_ours(o, trace, VJPTracer) else o for o in out_leaves]
+    if has_aux:
+        aux = tree.map(lambda a: a.primal if _leaf_is_ours(a, trace, VJPTracer) else a, aux)
+
+    def vjp_fn(ct):
+        ct_leaves, ct_tree = tree.flatten(ct)
+        if ct_tree != out_tree:
+            raise TypeError(f"vjp({_fname(f)}): the cotangent must have the structure of the "
+                            f"output, {out_tree}, got {ct_tree}")
+        tracked, cts = [], []
+        for o, p, c in zip(out_leaves, out_primals, ct_leaves):
+            if shape_of(c) != shape_of(p):
+                raise ValueError(f"vjp({_fname(f)}): cotangent of shape {shape_of(c)} for an "
+                                 f"output of shape {shape_of(p)}; they must match")
+            if _leaf_is_ours(o, trace, VJPTracer):
+                tracked.append(o)
+                cts.append(c)
+        leaf_cts = backward_pass(tracked, cts)
+        in_cts = [instantiate_zeros(leaf_cts.get(t.node, zero), x) for t, x in zip(tracers, leaves)]
+        return tree.unflatten(in_tree, in_cts)
+
+    out_tree_val = tree.unflatten(out_tree, out_primals)
+    return (out_tree_val, vjp_fn, aux) if has_aux else (out_tree_val, vjp_fn)
+
+
+def _argnums_tuple(transform, f, argnums, nargs):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for n in nums:
+        if not isinstance(n, int) or not -nargs <= n < nargs:
+            raise TransformError(f"{transform}({_fname(f)}): argnums={argnums!r} but the function "
+                                 f"was called with {nargs} positional argument(s)")
+    return tuple(n % nargs for n in nums)
+
+
+def _partial_args(f, args, kwargs, nums):
+    def f_dyn(*dyn):
+        full = list(args)
+        for i, a in zip(nums, dyn):
+            full[i] = a
+        return f(*full, **kwargs)
+    return f_dyn
+
+
+def value_and_grad(f, argnums=0, has_aux=False):
+    """``f`` and its gradient with respect to ``args[argnums]`` in one pass.
+
+    ``f`` must return a real scalar (or ``(scalar, aux)`` with ``has_aux=True``). The gradient
+    has the structure of the differentiated argument (a tuple of them for tuple ``argnums``).
+    """
+    @functools.wraps(f)
+    def value_and_grad_f(*args, **kwargs):
+        nums = _argnums_tuple("grad", f, argnums, len(args))
+        dyn = tuple(args[i] for i in nums)
+        f_dyn = _partial_args(f, args, kwargs, nums)
+        if has_aux:
+            out, pullback, aux = vjp(f_dyn, *dyn, has_aux=True)
+        else:
+            out, pullback = vjp(f_dyn, *dyn)
+        _check_scalar_output(f, out)
+        g = pullback(np.ones((), dtype_of(out)))
+        g = g[0] if isinstance(argnums, int) else g
+        return ((out, aux), g) if has_aux else (out, g)
+    return value_and_grad_f
+
+
+def _check_scalar_output(f, out):
+    if isinstance(out, (Tracer, np.ndarray, np.generic, float, int)) and shape_of(out) == () \
+            and dtype_of(out).kind == "f":
+        return
+    if isinstance(out, (Tracer, np.ndarray, np.generic, float, int, complex)):
+        what = _aval_str(out)
+        if dtype_of(out).kind == "c":
+            hint = "take its real part, abs or norm"
+        elif dtype_of(out).kind != "f":
+            hint = "return a float (integer outputs have no gradient)"
+        else:
+            hint = "reduce it (sum/mean) or use jacrev or vjp for non-scalar outputs"
+    else:
+        what, hint = f"a {type(out).__name__}", "return one array (or use has_aux=True for a pair)"
+    raise TypeError(f"grad({_fname(f)}): the function must return a real scalar, got {what}; {hint}.")
+
+
+def grad(f, argnums=0, has_aux=False):
+    """The gradient of a scalar function with respect to ``args[argnums]``.
+
+    >>> df = fgrad.grad(lambda x: fnp.sum(fnp.sin(x)))      # df(x) == cos(x)
+    >>> d2f = fgrad.grad(fgrad.grad(fnp.tanh))              # any depth composes
+    """
+    vg = value_and_grad(f, argnums, has_aux)
+
+    @functools.wraps(f)
+    def grad_f(*args, **kwargs):
+        if has_aux:
+            (_, aux), g = vg(*args, **kwargs)
+            return g, aux
+        return vg(*args, **kwargs)[1]
+    return grad_f
+
+
+# --------------------------------------------------------------------------------------------
+# Forward mode
+# --------------------------------------------------------------------------------------------
+
+def jvp(f, primals, tangents, has_aux=False):
+    """``(f(*primals), J(primals) @ tangents)``: the output and its directional derivative."""
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError(f"jvp({_fname(f)}): primals and tangents must be tuples (one entry per "
+                        f"argument), got {type(primals).__name__} and {type(tangents).__name__}")
+    paths, p_leaves, p_tree = tree.flatten_with_path(tuple(primals))
+    t_leaves, t_tree = tree.flatten(tuple(tangents))
+    if p_tree != t_tree:
+        raise TypeError(f"jvp({_fname(f)}): primals and tangents must have the same structure, "
+                        f"got {p_tree} and {t_tree}")
+    _check_float_inputs("jvp", f, p_leaves, paths)
+    for i, (p, t) in enumerate(zip(p_leaves, t_leaves)):
+        if shape_of(p) != shape_of(t):
+            raise ValueError(f"jvp({_fname(f)}): tangent {_path_str(paths, i)} has shape "
+                             f"{shape_of(t)} but its primal has shape {shape_of(p)}")
+    with new_trace(JVPTrace) as trace:
+        tracers = [JVPTracer(trace, p, t) for p, t in zip(p_leaves, t_leaves)]
+        out = f(*tree.unflatten(p_tree, tracers))
+        out, aux = _split_aux("jvp", f, out, has_aux)
+        out_leaves, out_tree = tree.flatten(out)
+    outs, tans = [], []
+    for o in out_leaves:
+        if _leaf_is_ours(o, trace, JVPTracer):
+            outs.append(o.primal)
+            tans.append(o.tangent)
+        else:
+            outs.append(o)
+            tans.append(instantiate_zeros(zero, o))
+    result = (tree.unflatten(out_tree, outs), tree.unflatten(out_tree, tans))
+    if has_aux:
+        aux = tree.map(lambda a: a.primal if _leaf_is_ours(a, trace, JVPTracer) else a, aux)
+        return result + (aux,)
+    return result
+
+
+def _stage(fun, leaves_avals, in_tree):
+    """Trace ``fun`` with staging tracers for its inputs: ``(jaxpr, out_tree)``."""
+    with new_trace(StagingTrace) as trace:
+        ins = [trace.new_input(a) for a in leaves_avals]
+        out = fun(*tree.unflatten(in_tree, ins))
+        out_leaves, out_tree = tree.flatten(out)
+        outvars = [trace.atom(o) for o in out_leaves]
+    constvars = [v for v, _ in trace.consts.values()]
+    consts = [c for _, c in trace.consts.values()]
+    jaxpr = Jaxpr([t.var for t in ins], constvars, consts, trace.eqns, outvars)
+    return jaxpr, out_tree
+
+
+def linearize(f, *primals):
+    """``(f(*primals), f_jvp)`` where ``f_jvp(*tangents)`` evaluates only the linear part.
+
+    The JVP of ``f`` is staged with the tangents as the only unknowns: everything that depends
+    on the primals alone is computed now, once, and ``f_jvp`` replays the recorded tangent
+    program (which stays transformable: ``vmap(f_jvp)`` works).
+    """
+    p_leaves, p_tree = tree.flatten(tuple(primals))
+    _check_float_inputs("linearize", f, p_leaves)
+    box = []
+
+    def tangent_map(*tangents):
+        out, t_out = jvp(f, primals, tangents)
+        box.append(out)
+        return t_out
+
+    avals = [ShapedArray(shape_of(p), dtype_of(p)) for p in p_leaves]
+    jaxpr, out_tree = _stage(tangent_map, avals, p_tree)
+
+    def f_jvp(*tangents):
+        t_leaves, t_tree = tree.flatten(tuple(tangents))
+        if t_tree != p_tree:
+            raise TypeError(f"linearize({_fname(f)}): f_jvp expects tangents with the structure "
+                            f"{p_tree}, got {t_tree}")
+        return tree.unflatten(out_tree, eval_jaxpr(jaxpr, jaxpr.consts, *t_leaves))
+
+    return box[0], f_jvp
+
+
+# --------------------------------------------------------------------------------------------
+# Batching
+# --------------------------------------------------------------------------------------------
+
+def vmap(f, in_axes=0, out_axes=0, axis_size=None):
+    """Map ``f`` over an axis of its arguments: ``vmap(f)(xs)[i] == f(xs[i])``, without a loop.
+
+    ``in_axes``: an int (every argument mapped along that axis), ``None`` (not mapped), or a
+    tuple with one entry per positional argument, each itself a pytree prefix of that argument
+    (``in_axes=(None, {"x": 0, "y": 1})``). Negative axes count from the end. ``out_axes``
+    likewise places the mapped axis in each output. ``axis_size`` is needed only when no
+    argument is mapped. Keyword arguments are mapped along axis 0.
+
+    >>> per_example_grads = fgrad.vmap(fgrad.grad(loss), in_axes=(None, 0, 0))(w, xs, ys)
+    """
+    name = _fname(f)
+
+    @functools.wraps(f)
+    def vmapped(*args, **kwargs):
+        axes_spec = tuple(in_axes) if isinstance(in_axes, list) else in_axes
+        if isinstance(axes_spec, tuple) and len(axes_spec) != len(args):
+            raise ValueError(f"vmap({name}): in_axes is a tuple of length {len(axes_spec)} but the "
+                             f"function was called with {len(args)} positional argument(s); give "
+                             f"one entry per argument")
+        if not isinstance(axes_spec, (tuple, int, type(None))) and not isinstance(axes_spec, dict):
+            raise TypeError(f"vmap({name}): in_axes must be an int, None or a tuple, got "
+                            f"{type(in_axes).__name__}")
+        if isinstance(axes_spec, dict):
+            raise TypeError(f"vmap({name}): in_axes at the top level must be an int, None or a "
+                            f"tuple (one entry per argument); wrap the dict: in_axes=({axes_spec!r},)")
+        full = (args, kwargs)
+        paths, leaves, in_tree = tree.flatten_with_path(full)
+        axes = tree.broadcast_prefix((axes_spec, 0), full, what="in_axes")
+        labels = [_arg_label(p) for p in paths]
+        norm_axes, sizes = [], []
+        for x, ax, label in zip(leaves, axes, labels):
+            if ax is None:
+                norm_axes.append(None)
+                continue
+            if not isinstance(ax, int):
+                raise TypeError(f"vmap({name}): in_axes for {label} must be an int or None, got {ax!r}")
+            s = shape_of(x)
+            if not -len(s) <= ax < len(s):
+                raise ValueError(f"vmap({name}): in_axes={ax} is out of range for {label} of shape "
+                                 f"{s} ({len(s)} dimension(s)); use an axis in "
+                                 f"[{-len(s)}, {len(s) - 1}] or None to leave it unmapped")
+            norm_axes.append(ax % len(s))
+            sizes.append((label, s[ax % len(s)]))
+        size = _batch_size(name, sizes, axis_size)
+        with new_trace(BatchTrace, size) as trace:
+            ins = [x if ax is None else BatchTracer(trace, x, ax) for x, ax in zip(leaves, norm_axes)]
+            a, kw = tree.unflatten(in_tree, ins)
+            out = f(*a, **kw)
+            out_paths, out_leaves, out_tree = tree.flatten_with_path(out)
+        o_axes = tree.broadcast_prefix(out_axes, out, what="out_axes")
+        results = []
+        for o, oa, p in zip(out_leaves, o_axes, out_paths):
+            val, bd = (o.val, o.bdim) if _leaf_is_ours(o, trace, BatchTracer) else (o, None)
+            results.append(_place_out_axis(name, val, bd, oa, size, p))
+        return tree.unflatten(out_tree, results)
+    return vmapped
+
+
+def _arg_label(path):
+    kind, rest = path[0], path[1:]
+    if kind == 0:
+        head, rest = f"args[{rest[0]}]", rest[1:]
+    else:
+        head, rest = f"kwargs[{rest[0]!r}]", rest[1:]
+    return head + "".join(f"[{k!r}]" for k in rest)
+
+
+def _batch_size(name, sizes, axis_size):
+    distinct = {s for _, s in sizes}
+    if axis_size is not None:
+        distinct.add(axis_size)
+    if len(distinct) > 1:
+        listing = ", ".join(f"{label} has size {s}" for label, s in sizes)
+        extra = f" and axis_size={axis_size}" if axis_size is not None else ""
+        raise ValueError(f"vmap({name}): mapped axes must all have the same size, but {listing}"
+                         f"{extra}. Check in_axes, or pass None for arguments that should not be "
+                         f"mapped.")
+    if not distinct:
+        raise ValueError(f"vmap({name}): no argument is mapped (every in_axes entry is None); pass "
+                         f"axis_size to say how many times to map")
+    return distinct.pop()
+
+
+def _place_out_axis(name, val, bd, oa, size, path):
+    from . import numpy as fnp
+    if oa is None:
+        if bd is not None:
+            raise ValueError(f"vmap({name}): out_axes is None for output "
+                             f"{''.join(f'[{k!r}]' for k in path) or '#0'}, but it depends on the "
+                             f"mapped axis; give it an out axis")
+        return val
+    nd_out = len(shape_of(val)) + (bd is None)
+    if not -nd_out <= oa < nd_out:
+        raise ValueError(f"vmap({name}): out_axes={oa} is out of range for an output with "
+                         f"{nd_out} dimension(s)")
+    oa %= nd_out
+    if bd is None:
+        val = fnp.broadcast_to(val, (size,) + shape_of(val))
+        bd = 0
+    return fnp.moveaxis(val, bd, oa) if bd != oa else val
+
+
+# --------------------------------------------------------------------------------------------
+# Jacobians
+# --------------------------------------------------------------------------------------------
+
+def _std_basis(leaves):
+    """Identity of size N = total size, split per leaf: leaf i gets shape (N, *leaf_shape)."""
+    sizes = [int(np.prod(shape_of(x), dtype=np.int64)) for x in leaves]
+    n = sum(sizes)
+    dt = np.result_type(*[dtype_of(x) for x in leaves]) if leaves else np.float64
+    eye = np.eye(n, dtype=dt)
+    out, start = [], 0
+    for x, k in zip(leaves, sizes):
+        out.append(eye[:, start:start + k].reshape((n,) + shape_of(x)))
+        start += k
+    return out, sizes
+
+
+def _jac_fun(transform, f, argnums, has_aux, make_rows):
+    @functools.wraps(f)
+    def jacfun(*args, **kwargs):
+        nums = _argnums_tuple(transform, f, argnums, len(args))
+        dyn = tuple(args[i] for i in nums)
+        f_dyn = _partial_args(f, args, kwargs, nums)
+        in_leaves, in_tree = tree.flatten(dyn)
+        _check_float_inputs(transform, f, in_leaves)
+        def per_input(pieces):  # one output's Jacobian pieces -> the inputs' structure
+            by_arg = tree.unflatten(in_tree, pieces)
+            return by_arg[0] if isinstance(argnums, int) else tuple(by_arg)
+
+        jac, aux = make_rows(f_dyn, dyn, in_leaves, in_tree, per_input)
+        return (jac, aux) if has_aux else jac
+    return jacfun
+
+
+def jacfwd(f, argnums=0, has_aux=False):
+    """The Jacobian by forward mode: one JVP per input element, vectorised with ``vmap``.
+
+    For ``f: R^n -> R^m`` the result has shape ``(m, n)`` (output axes first, then input axes);
+    for pytrees, a tree of the output's structure whose leaves are trees of the inputs'.
+    """
+    def rows(f_dyn, dyn, in_leaves, in_tree, per_input):
+        from . import numpy as fnp
+        basis, sizes = _std_basis(in_leaves)
+
+        def push(*t_leaves):   # aux comes from the primal pass, so it is not mapped
+            out = jvp(f_dyn, dyn, tree.unflatten(in_tree, t_leaves), has_aux=has_aux)
+            return (out[1], out[2]) if has_aux else (out[1], None)
+
+        tangents, aux = vmap(push, in_axes=0, out_axes=(-1, None))(*basis)
+
+        def per_output(t):
+            out_shape = shape_of(t)[:-1]
+            pieces, start = [], 0
+            for x, k in zip(in_leaves, sizes):
+                pieces.append(fnp.reshape(t[..., start:start + k], out_shape + shape_of(x)))
+                start += k
+            return per_input(pieces)
+        return tree.map(per_output, tangents), aux
+    return _jac_fun("jacfwd", f, argnums, has_aux, rows)
+
+
+def jacrev(f, argnums=0, has_aux=False):
+    """The Jacobian by reverse mode: one VJP per output element, vectorised with ``vmap``.
+
+    Same layout as :func:`jacfwd`; cheaper when outputs are fewer than inputs.
+    """
+    def rows(f_dyn, dyn, in_leaves, in_tree, per_input):
+        from . import numpy as fnp
+        if has_aux:
+            out, pullback, aux = vjp(f_dyn, *dyn, has_aux=True)
+        else:
+            (out, pullback), aux = vjp(f_dyn, *dyn), None
+        out_leaves, out_tree = tree.flatten(out)
+        for o in out_leaves:
+            if dtype_of(o).kind != "f":
+                raise TypeError(f"jacrev({_fname(f)}): outputs must be float, got {_aval_str(o)}")
+        basis, sizes = _std_basis(out_leaves)
+        cts = vmap(lambda *b: pullback(tree.unflatten(out_tree, b)))(*basis)
+        ct_leaves = tree.leaves(cts)   # each (N_out, *in_shape)
+        per_out, start = [], 0
+        for o, k in zip(out_leaves, sizes):
+            pieces = [fnp.reshape(c[start:start + k], shape_of(o) + shape_of(x))
+                      for c, x in zip(ct_leaves, in_leaves)]
+            per_out.append(per_input(pieces))
+            start += k
+        return tree.unflatten(out_tree, per_out), aux
+    return _jac_fun("jacrev", f, argnums, has_aux, rows)
+
+
+def hessian(f, argnums=0, has_aux=False):
+    """Second derivatives: ``jacfwd(jacrev(f))`` (forward-over-reverse, as in JAX)."""
+    return jacfwd(jacrev(f, argnums, has_aux), argnums, has_aux)
+
+
+# --------------------------------------------------------------------------------------------
+# Staging and stop_gradient
+# --------------------------------------------------------------------------------------------
+
+def make_jaxpr(f):
+    """``make_jaxpr(f)(*args)`` returns the program ``f`` runs on arguments of those shapes.
+
+    >>> print(fgrad.make_jaxpr(fgrad.grad(lambda x: fnp.sum(fnp.sin(x))))(np.ones(3)))
+    """
+    @functools.wraps(f)
+    def staged(*args, **kwargs):
+        leaves, in_tree = tree.flatten(args)
+        avals = [ShapedArray(shape_of(x), dtype_of(x)) for x in leaves]
+        jaxpr, _ = _stage(lambda *a: f(*a, **kwargs), avals, in_tree)
+        return jaxpr
+    return staged
+
+
+stop_gradient_p = piecewise_constant("stop_gradient", lambda x: x)
+
+
+def stop_gradient(x):
+    """``x``, treated as a constant by every transform that differentiates (a pytree is fine)."""
+    return tree.map(lambda leaf: stop_gradient_p.bind(leaf) if dtype_of(leaf).kind == "f" else leaf, x)
+

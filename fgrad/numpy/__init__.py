@@ -1,0 +1,13 @@
+"""NumPy's API on fgrad primitives: the same names, signatures, broadcasting and dtype rules.
+
+Use ``import fgrad.numpy as fnp`` inside functions you transform. Outside any transform these
+functions take and return plain NumPy arrays; inside, they take and return tracers.
+"""
+from . import _funcs
+from ._funcs import *  # noqa: F401,F403
+from ._funcs import (abs, all, any, max, min, round, sum)  # noqa: F401 - builtins' names
+from . import _tracer_methods  # noqa: F401 - attaches operators and methods to Tracer
+
+__all__ = [n for n in dir(_funcs) if not n.startswith("_") and n not in (
+    "annotations", "builtins", "math", "operator", "np", "Tracer", "bind", "dtype_of", "shape_of",
+    "ew", "ix", "red", "sh")]

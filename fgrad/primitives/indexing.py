@@ -1,0 +1,167 @@
+"""Indexing: gather (``x[idx]``) and scatter (``x.at[idx].add/set/mul``).
+
+An index is split into a static *template* and traced integer *arrays*: the template is the
+index tuple with every integer array replaced by :data:`ARRAY`, and the arrays are positional
+operands (so ``vmap`` can batch them: ``x[labels]`` with batched labels). Integers, slices,
+``None`` and ``Ellipsis`` stay in the template. Boolean masks are turned into integer arrays
+by ``fgrad.numpy`` before they get here (their shape depends on their values).
+
+Batching with arrays uses one trick for every case: move the batch axis of ``x`` to the front
+and add ``arange(B)`` as a leading advanced index. NumPy then puts the broadcast advanced
+dimensions, batch first, at the front of the result whichever way the original index mixed
+slices and arrays, so the output's batch axis is always 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import Primitive, dtype_of, shape_of
+from ..jvp import defjvp
+from ..vmap import batch_size, move_axis, move_to_front, not_mapped
+from .. import numpy as fnp
+
+
+class _ArrayMarker:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "ARRAY"
+
+
+ARRAY = _ArrayMarker()
+
+
+def build_index(template, arrays):
+    it = iter(arrays)
+    return tuple(next(it) if t is ARRAY else t for t in template)
+
+
+# --- gather ----------------------------------------------------------------------------------
+
+def _gather_impl(x, *arrays, template):
+    return np.asarray(x)[build_index(template, arrays)]
+
+
+gather_p = Primitive("gather", _gather_impl)
+# gather is linear in x: d x[idx] = dx[idx]; the index arrays carry no derivative
+defjvp(gather_p, lambda x_dot, ans, x, *arrays, template: gather_p.bind(x_dot, *arrays, template=template))
+# the adjoint of reading x[idx] is adding g into zeros at idx (repeated indices accumulate)
+gather_p.vjp = lambda i: (
+    (lambda g, ans, x, *arrays, template:
+     scatter_add_p.bind(fnp.zeros(shape_of(x), dtype_of(x)), g, *arrays, template=template))
+    if i == 0 else None)
+
+
+def _batched_index(vals, dims, template, n_front):
+    """Batch ``x`` (operand 0) and the index arrays (operands ``n_front:``) for a gather/scatter.
+
+    Returns ``(x, arrays, template)`` with ``x`` batched at axis 0 and an index that selects
+    per batch element; see the module docstring.
+    """
+    size = batch_size(vals, dims)
+    x = move_to_front(vals[0], dims[0], size)
+    arrays, array_dims = vals[n_front:], dims[n_front:]
+    if all(d is not_mapped for d in array_dims) and not any(t is ARRAY for t in template):
+        return x, list(arrays), (slice(None),) + tuple(template)
+    rank = max([len(shape_of(a)) - (d is not not_mapped) for a, d in zip(arrays, array_dims)] + [0])
+    new_arrays = [np.arange(size).reshape((size,) + (1,) * rank)]
+    for a, d in zip(arrays, array_dims):
+        if d is not_mapped:
+            new_arrays.append(a)
+        else:
+            a = move_axis(a, d, 0)
+            s = shape_of(a)
+            new_arrays.append(fnp.reshape(a, (size,) + (1,) * (rank - len(s) + 1) + s[1:]))
+    return x, new_arrays, (ARRAY,) + tuple(template)
+
+
+def _gather_batch(vals, dims, *, template):
+    x, arrays, template = _batched_index(vals, dims, template, 1)
+    return gather_p.bind(x, *arrays, template=template), 0
+
+
+gather_p.batch = _gather_batch
+
+
+# --- scatter: add, set, mul ----------------------------------------------------------------------
+
+def _scatter_impl(mode):
+    def impl(x, y, *arrays, template):
+        out = np.array(x, copy=True)
+        index = build_index(template, arrays)
+        if mode == "set":
+            out[index] = y
+        elif arrays:   # ufunc.at accumulates over repeated indices
+            (np.add if mode == "add" else np.multiply).at(out, index, y)
+        elif mode == "add":
+            out[index] += y
+        else:
+            out[index] *= y
+        return out
+    return impl
+
+
+scatter_add_p = Primitive("scatter_add", _scatter_impl("add"))
+scatter_set_p = Primitive("scatter_set", _scatter_impl("set"))
+scatter_mul_p = Primitive("scatter_mul", _scatter_impl("mul"))
+
+
+def _gather(g, arrays, template):
+    return gather_p.bind(g, *arrays, template=template)
+
+
+def _zeros(x):
+    return fnp.zeros(shape_of(x), dtype_of(x))
+
+
+# out = x;  out[idx] += y
+defjvp(scatter_add_p,
+       lambda x_dot, ans, x, y, *arrays, template: x_dot,
+       lambda y_dot, ans, x, y, *arrays, template:
+       scatter_add_p.bind(_zeros(ans), y_dot, *arrays, template=template))
+scatter_add_p.vjp = lambda i: {
+    0: lambda g, ans, x, y, *arrays, template: g,                              # x_bar = g
+    1: lambda g, ans, x, y, *arrays, template: _gather(g, arrays, template),   # y_bar = g[idx]
+}.get(i)
+
+# out = x;  out[idx] = y   (x's entries at idx are overwritten, so they get no derivative)
+defjvp(scatter_set_p,
+       lambda x_dot, ans, x, y, *arrays, template:
+       scatter_set_p.bind(x_dot, 0, *arrays, template=template),
+       lambda y_dot, ans, x, y, *arrays, template:
+       scatter_set_p.bind(_zeros(ans), y_dot, *arrays, template=template))
+scatter_set_p.vjp = lambda i: {
+    0: lambda g, ans, x, y, *arrays, template: scatter_set_p.bind(g, 0, *arrays, template=template),
+    1: lambda g, ans, x, y, *arrays, template: _gather(g, arrays, template),
+}.get(i)
+
+# out = x;  out[idx] *= y   (derivatives assume each index appears once)
+defjvp(scatter_mul_p,
+       lambda x_dot, ans, x, y, *arrays, template:
+       scatter_mul_p.bind(x_dot, y, *arrays, template=template),
+       lambda y_dot, ans, x, y, *arrays, template:
+       scatter_add_p.bind(_zeros(ans), _gather(x, arrays, template) * y_dot, *arrays, template=template))
+scatter_mul_p.vjp = lambda i: {
+    0: lambda g, ans, x, y, *arrays, template: scatter_mul_p.bind(g, y, *arrays, template=template),
+    1: lambda g, ans, x, y, *arrays, template: _gather(g * x, arrays, template),
+}.get(i)
+
+
+def _scatter_batch(prim):
+    def rule(vals, dims, *, template):
+        x, arrays, new_template = _batched_index(vals, dims, template, 2)
+        y, dy = vals[1], dims[1]
+        if dy is not not_mapped:   # line y's batch axis up with the batched indexed shape
+            indexed = np.broadcast_to(np.zeros((), bool), shape_of(x))[build_index(new_template, [
+                np.zeros(shape_of(a), np.intp) for a in arrays])].shape
+            y = move_axis(y, dy, 0)
+            s = shape_of(y)
+            y = fnp.reshape(y, (s[0],) + (1,) * (len(indexed) - len(s)) + s[1:])
+        return prim.bind(x, y, *arrays, template=new_template), 0
+    prim.batch = rule
+
+
+for _p in (scatter_add_p, scatter_set_p, scatter_mul_p):
+    _scatter_batch(_p)
+
+

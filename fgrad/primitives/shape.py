@@ -1,0 +1,175 @@
+"""Shape primitives: reshape, transpose, broadcast, concatenate, pad, flip, dtype conversion.
+
+All of these are linear, so each JVP applies the op to the tangent and each VJP applies the
+op's adjoint to the cotangent (reshape back, inverse permutation, sum over broadcast axes,
+slice the pieces out, drop the padding, flip again). Static arguments (shapes, axes, pad
+widths, dtypes) are keyword parameters, never traced.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import numpy as fnp
+from ..core import Primitive, dtype_of, shape_of, zero
+from ..jvp import defjvp
+from ..vjp import unbroadcast
+from ..vmap import batch_size, elementwise_batch_rule, move_axis, move_to_front, not_mapped
+
+
+def linear_unary(prim):
+    """JVP of a linear unary op: apply the op to the tangent."""
+    return defjvp(prim, lambda x_dot, ans, x, **params: prim.bind(x_dot, **params))
+
+
+# --- reshape ---------------------------------------------------------------------------------
+
+reshape_p = Primitive("reshape", lambda x, *, shape: np.reshape(x, shape))
+linear_unary(reshape_p)
+reshape_p.vjp = (lambda g, ans, x, *, shape: fnp.reshape(g, shape_of(x)),)  # reshape back
+
+
+def _reshape_batch(vals, dims, *, shape):
+    (x,), (d,) = vals, dims
+    x = move_axis(x, d, 0)
+    return reshape_p.bind(x, shape=(shape_of(x)[0],) + tuple(shape)), 0
+
+
+reshape_p.batch = _reshape_batch
+
+# --- transpose ---------------------------------------------------------------------------------
+
+transpose_p = Primitive("transpose", lambda x, *, perm: np.transpose(x, perm))
+linear_unary(transpose_p)
+transpose_p.vjp = (lambda g, ans, x, *, perm: fnp.transpose(g, tuple(np.argsort(perm))),)  # P^-1
+
+
+def _transpose_batch(vals, dims, *, perm):
+    (x,), (d,) = vals, dims
+    x = move_axis(x, d, 0)
+    return transpose_p.bind(x, perm=(0,) + tuple(p + 1 for p in perm)), 0
+
+
+transpose_p.batch = _transpose_batch
+
+# --- broadcast_to ------------------------------------------------------------------------------
+
+broadcast_to_p = Primitive("broadcast_to", lambda x, *, shape: np.broadcast_to(x, shape))
+linear_unary(broadcast_to_p)
+broadcast_to_p.vjp = (lambda g, ans, x, *, shape: unbroadcast(g, shape_of(x)),)  # sum the copies
+
+
+def _broadcast_to_batch(vals, dims, *, shape):
+    (x,), (d,) = vals, dims
+    x = move_axis(x, d, 0)
+    s = shape_of(x)
+    x = fnp.reshape(x, (s[0],) + (1,) * (len(shape) - len(s) + 1) + s[1:])
+    return broadcast_to_p.bind(x, shape=(s[0],) + tuple(shape)), 0
+
+
+broadcast_to_p.batch = _broadcast_to_batch
+
+# --- concatenate -------------------------------------------------------------------------------
+
+concatenate_p = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis))
+
+
+def _concatenate_jvp(primals, tangents, *, axis):
+    ans = concatenate_p.bind(*primals, axis=axis)
+    if all(t is zero for t in tangents):
+        return ans, zero
+    ts = [zeros_like(p) if t is zero else t for p, t in zip(primals, tangents)]
+    return ans, concatenate_p.bind(*ts, axis=axis)  # d concat(xs) = concat(dxs)
+
+
+def _concatenate_piece(i):
+    def vjp(g, ans, *xs, axis):  # the cotangent of piece i is its slice of g
+        start = sum(shape_of(x)[axis] for x in xs[:i])
+        index = (slice(None),) * axis + (slice(start, start + shape_of(xs[i])[axis]),)
+        return g[index]
+    return vjp
+
+
+concatenate_p.jvp = _concatenate_jvp
+concatenate_p.vjp = _concatenate_piece  # variadic: a function from operand index to its rule
+
+
+def _concatenate_batch(vals, dims, *, axis):
+    size = batch_size(vals, dims)
+    vals = [move_to_front(v, d, size) for v, d in zip(vals, dims)]
+    return concatenate_p.bind(*vals, axis=axis + 1), 0
+
+
+concatenate_p.batch = _concatenate_batch
+
+# --- pad (constant value) ----------------------------------------------------------------------
+
+pad_p = Primitive("pad", lambda x, value, *, pad_width: np.pad(
+    x, pad_width, mode="constant", constant_values=value))
+
+
+def _unpad(g, pad_width):
+    return g[tuple(slice(lo, shape_of(g)[i] - hi) for i, (lo, hi) in enumerate(pad_width))]
+
+
+defjvp(pad_p, lambda x_dot, ans, x, value, *, pad_width: pad_p.bind(x_dot, 0, pad_width=pad_width),
+       # d pad(x, v) = pad(dx, 0) + (dv where padding)
+       lambda v_dot, ans, x, value, *, pad_width: pad_p.bind(zeros(shape_of(x)), 1,
+                                                             pad_width=pad_width) * v_dot)
+pad_p.vjp = (lambda g, ans, x, value, *, pad_width: _unpad(g, pad_width),      # the middle of g
+             lambda g, ans, x, value, *, pad_width: fnp.sum(g) - fnp.sum(_unpad(g, pad_width)))
+
+
+def _pad_batch(vals, dims, *, pad_width):
+    (x, value), (dx, dv) = vals, dims
+    if dv is not not_mapped:  # a batched pad value: pad with 0, then add value * mask
+        size = batch_size(vals, dims)
+        x = move_to_front(x, dx, size)
+        v = move_axis(value, dv, 0)
+        mask = pad_p.bind(np.zeros(shape_of(x)[1:]), 1.0, pad_width=pad_width)
+        out = pad_p.bind(x, 0, pad_width=((0, 0),) + tuple(pad_width))
+        v = fnp.reshape(v, (size,) + (1,) * len(pad_width))
+        return out + v * mask, 0
+    x = move_axis(x, dx, 0)
+    return pad_p.bind(x, value, pad_width=((0, 0),) + tuple(pad_width)), 0
+
+
+pad_p.batch = _pad_batch
+
+# --- flip ----------------------------------------------------------------------------------------
+
+flip_p = Primitive("flip", lambda x, *, axes: np.flip(x, axes))
+linear_unary(flip_p)
+flip_p.vjp = (lambda g, ans, x, *, axes: flip_p.bind(g, axes=axes),)  # flipping is its own adjoint
+
+
+def _flip_batch(vals, dims, *, axes):
+    (x,), (d,) = vals, dims
+    x = move_axis(x, d, 0)
+    return flip_p.bind(x, axes=tuple(a + 1 for a in axes)), 0
+
+
+flip_p.batch = _flip_batch
+
+# --- convert_element_type (astype) -----------------------------------------------------------------
+
+
+def _convert(x, *, dtype):
+    return np.asarray(x).astype(dtype, copy=False)
+
+
+convert_element_type_p = Primitive("convert_element_type", _convert)
+
+
+def _convert_jvp(primals, tangents, *, dtype):
+    (x,), (x_dot,) = primals, tangents
+    ans = convert_element_type_p.bind(x, dtype=dtype)
+    if np.dtype(dtype).kind != "f":   # to int/bool: the derivative is gone
+        return ans, zero
+    return ans, convert_element_type_p.bind(x_dot, dtype=dtype)   # d cast(x) = cast(dx)
+
+
+convert_element_type_p.jvp = _convert_jvp
+convert_element_type_p.vjp = (
+    lambda g, ans, x, *, dtype: (convert_element_type_p.bind(g, dtype=dtype_of(x))
+                                 if np.dtype(dtype).kind == "f" else zero),)
+elementwise_batch_rule(convert_element_type_p)

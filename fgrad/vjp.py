@@ -1,0 +1,199 @@
+"""Reverse mode: a tape of per-primitive VJP rules (as HIPS autograd and torch.func).
+
+Why a tape and not JAX's JVP + partial evaluation + transposition: reverse mode from a tape
+needs no linearity analysis and no transpose rules, costs one small :class:`Node` per operation
+(the per-op overhead the benchmarks measure), and keeps every primitive's VJP written out as
+math beside its JVP. The JVP rules stay independently checked: ``jvp``, ``jacfwd`` and
+``hessian`` use them, and the test-suite compares both modes with ``torch.func`` and with each
+other through the adjoint identity ``<u, J v> = <J^T u, v>``.
+
+How it works. Under ``vjp`` every differentiable value is a :class:`VJPTracer` that remembers
+the :class:`Node` (primitive application) that produced it. ``backward_pass`` walks the nodes
+from the outputs to the inputs in reverse topological order (an iterative walk, no recursion
+limit), calling each primitive's VJP rule on the cotangent of its output. The rules run through
+:func:`~fgrad.core.bind` like any other code, so if the primal values are tracers of an outer
+transform the backward pass is itself traced: ``grad(grad(f))`` and ``vmap(grad(f))`` need no
+special cases.
+"""
+from __future__ import annotations
+
+from .core import Trace, Tracer, dtype_of, instantiate_zeros, is_float, shape_of, zero
+
+__all__ = ["VJPTrace", "VJPTracer", "Node", "backward_pass", "unbroadcast"]
+
+
+class Node:
+    """One primitive application on the tape.
+
+    ``parents[i]`` is ``(node, output_index)`` for operands this trace tracks, else ``None``.
+    ``backward`` is set by primitives with a ``vjp_fwd`` hook (custom_vjp, checkpoint).
+    """
+
+    __slots__ = ("prim", "params", "primals", "ans", "parents", "backward")
+
+    def __init__(self, prim, params, primals, ans, parents, backward=None):
+        self.prim = prim
+        self.params = params
+        self.primals = primals
+        self.ans = ans
+        self.parents = parents
+        self.backward = backward
+
+
+class VJPTracer(Tracer):
+    __slots__ = ("primal", "node", "index")
+
+    def __init__(self, trace, primal, node, index=None):
+        self._trace = trace
+        self.primal = primal
+        self.node = node
+        self.index = index  # which output of a multiple-result primitive, else None
+
+    @property
+    def shape(self):
+        return shape_of(self.primal)
+
+    @property
+    def dtype(self):
+        return dtype_of(self.primal)
+
+    def concrete_value(self):
+        p = self.primal
+        return p.concrete_value() if isinstance(p, Tracer) else p
+
+
+class VJPTrace(Trace):
+    transform_name = "vjp"
+
+    def new_input(self, primal):
+        """A leaf of the tape: one of the values we differentiate with respect to."""
+        return VJPTracer(self, primal, Node(None, None, (), None, ()))
+
+    def process_primitive(self, prim, args, params):
+        primals, parents = [], []
+        for x in args:
+            if isinstance(x, VJPTracer) and x._trace is self:
+                primals.append(x.primal)
+                parents.append((x.node, x.index))
+            else:
+                primals.append(x)
+                parents.append(None)
+        if not prim.differentiable:
+            return prim.bind(*primals, **params)
+        if prim.vjp_fwd is not None:
+            ans, backward = prim.vjp_fwd(primals, **params)
+        else:
+            if prim.vjp is None:
+                raise NotImplementedError(f"primitive {prim.name} has no VJP rule")
+            ans, backward = prim.bind(*primals, **params), None
+        node = Node(prim, params, primals, ans, tuple(parents), backward)
+        if prim.multiple_results:
+            return [VJPTracer(self, a, node, i) if is_float(a) else a for i, a in enumerate(ans)]
+        return VJPTracer(self, ans, node) if is_float(ans) else ans
+
+
+def _toposort(roots):
+    """Nodes reachable from ``roots``, each after every node that consumes it (Kahn's algorithm)."""
+    child_counts = {}
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node in child_counts:
+            child_counts[node] += 1
+            continue
+        child_counts[node] = 1
+        stack.extend(p[0] for p in node.parents if p is not None)
+    ready = []
+    for r in roots:  # roots are consumed once by the (virtual) caller
+        child_counts[r] -= 1
+        if child_counts[r] == 0:
+            ready.append(r)
+    while ready:
+        node = ready.pop()
+        yield node
+        for p in node.parents:
+            if p is None:
+                continue
+            parent = p[0]
+            child_counts[parent] -= 1
+            if child_counts[parent] == 0:
+                ready.append(parent)
+
+
+def _add_ct(cts, node, index, ct):
+    if index is None:
+        old = cts.get(node, zero)
+        cts[node] = ct if old is zero else old + ct
+    else:
+        slots = cts.get(node)
+        if slots is None:
+            slots = cts[node] = [zero] * len(node.ans)
+        slots[index] = ct if slots[index] is zero else slots[index] + ct
+
+
+def backward_pass(outputs, out_cts):
+    """Propagate cotangents from ``outputs`` (VJPTracers) to the leaves; ``{leaf_node: ct}``."""
+    cts = {}
+    roots = []
+    for out, ct in zip(outputs, out_cts):
+        if ct is zero:
+            continue
+        _add_ct(cts, out.node, out.index, ct)
+        roots.append(out.node)
+    leaf_cts = {}
+    for node in _toposort(list(dict.fromkeys(roots))):
+        g = cts.pop(node, zero)
+        if g is zero or (isinstance(g, list) and all(c is zero for c in g)):
+            continue
+        if node.prim is None:
+            leaf_cts[node] = g
+            continue
+        if isinstance(g, list):  # multiple results: rules see every output's cotangent
+            g = [instantiate_zeros(c, a) for c, a in zip(g, node.ans)]
+        if node.backward is not None:
+            in_cts = node.backward(g)
+        else:
+            in_cts = _rule_cts(node, g)
+        for parent, primal, ct in zip(node.parents, node.primals, in_cts):
+            if parent is None or ct is zero or ct is None:
+                continue
+            _add_ct(cts, parent[0], parent[1], _fit(ct, primal))
+    return leaf_cts
+
+
+def _rule_cts(node, g):
+    rules = node.prim.vjp
+    if callable(rules):  # variadic primitives (concatenate) give the rule for operand i
+        rules = [rules(i) for i in range(len(node.parents))]
+    return [rule(g, node.ans, *node.primals, **node.params)
+            if parent is not None and rule is not None else zero
+            for rule, parent in zip(rules, node.parents)]
+
+
+def _fit(ct, primal):
+    """Bring a cotangent to its primal's shape and dtype (undo broadcasting and promotion)."""
+    shape = shape_of(primal)
+    if shape_of(ct) != shape:
+        ct = unbroadcast(ct, shape)
+    dt = dtype_of(primal)
+    if dtype_of(ct) != dt:
+        ct = ct.astype(dt)
+    return ct
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` over the axes that broadcasting added to an operand of ``shape``.
+
+    The VJP of broadcasting is summation: if ``x`` of shape (3, 1) was broadcast to (2, 3, 4),
+    its cotangent is ``g.sum(axis=(0, 2)).reshape(3, 1)``.
+    """
+    from . import numpy as fnp
+    g_shape = shape_of(g)
+    lead = len(g_shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g_shape[lead + i] != 1)
+    if axes:
+        g = fnp.sum(g, axis=axes)
+    if shape_of(g) != tuple(shape):
+        g = fnp.reshape(g, shape)
+    return g
