@@ -52,17 +52,34 @@ gather_p.vjp = lambda i: (
     if i == 0 else None)
 
 
-def _batched_index(vals, dims, template, n_front):
-    """Batch ``x`` (operand 0) and the index arrays (operands ``n_front:``) for a gather/scatter.
+def _expand_ellipsis(template, ndim):
+    consumed = sum(1 for t in template if t is not None and t is not Ellipsis)
+    out = []
+    for t in template:
+        out.extend([slice(None)] * (ndim - consumed) if t is Ellipsis else [t])
+    return out
 
-    Returns ``(x, arrays, template)`` with ``x`` batched at axis 0 and an index that selects
-    per batch element; see the module docstring.
+
+def _batched_index(vals, dims, template, n_front):
+    """Batch ``x`` (operand 0) and the index arrays (operands ``n_front:``) of a gather/scatter.
+
+    Returns ``(x, arrays, template, x_bdim, out_bdim)``: ``x`` with its batch axis at ``x_bdim``
+    and an index that selects per batch element, whose result has the batch axis at
+    ``out_bdim``. NumPy puts a *contiguous* block of advanced indices (integer arrays and ints)
+    where the block stands, and a split block first; so ``arange(B)`` joins the block at its
+    start and ``x``'s batch axis goes where the block starts reading ``x``.
     """
     size = batch_size(vals, dims)
+    x_ndim = len(shape_of(vals[0])) - (dims[0] is not not_mapped)
     x = move_to_front(vals[0], dims[0], size)
     arrays, array_dims = vals[n_front:], dims[n_front:]
-    if all(d is not_mapped for d in array_dims) and not any(t is ARRAY for t in template):
-        return x, list(arrays), (slice(None),) + tuple(template)
+    if not any(t is ARRAY for t in template):   # basic indexing keeps a leading axis in front
+        return x, list(arrays), (slice(None),) + tuple(template), 0, 0
+    t = _expand_ellipsis(template, x_ndim)
+    adv = [i for i, e in enumerate(t) if e is ARRAY or isinstance(e, int)]
+    k = adv[0] if adv == list(range(adv[0], adv[-1] + 1)) else 0
+    x_bdim = sum(1 for e in t[:k] if e is not None)   # x axes read before the block
+    x = move_axis(x, 0, x_bdim)
     rank = max([len(shape_of(a)) - (d is not not_mapped) for a, d in zip(arrays, array_dims)] + [0])
     new_arrays = [np.arange(size).reshape((size,) + (1,) * rank)]
     for a, d in zip(arrays, array_dims):
@@ -72,12 +89,12 @@ def _batched_index(vals, dims, template, n_front):
             a = move_axis(a, d, 0)
             s = shape_of(a)
             new_arrays.append(fnp.reshape(a, (size,) + (1,) * (rank - len(s) + 1) + s[1:]))
-    return x, new_arrays, (ARRAY,) + tuple(template)
+    return x, new_arrays, tuple(t[:k]) + (ARRAY,) + tuple(t[k:]), x_bdim, k
 
 
 def _gather_batch(vals, dims, *, template):
-    x, arrays, template = _batched_index(vals, dims, template, 1)
-    return gather_p.bind(x, *arrays, template=template), 0
+    x, arrays, template, _, out_bdim = _batched_index(vals, dims, template, 1)
+    return gather_p.bind(x, *arrays, template=template), out_bdim
 
 
 gather_p.batch = _gather_batch
@@ -149,16 +166,27 @@ scatter_mul_p.vjp = lambda i: {
 
 def _scatter_batch(prim):
     def rule(vals, dims, *, template):
-        x, arrays, new_template = _batched_index(vals, dims, template, 2)
+        unbatched_x_shape = _unbatched_shape(vals[0], dims[0])
+        indexed = np.broadcast_to(np.zeros((), bool), unbatched_x_shape)[build_index(template, [
+            np.zeros(_unbatched_shape(a, d), np.intp) for a, d in zip(vals[2:], dims[2:])])].shape
+        x, arrays, new_template, x_bdim, out_bdim = _batched_index(vals, dims, template, 2)
         y, dy = vals[1], dims[1]
-        if dy is not not_mapped:   # line y's batch axis up with the batched indexed shape
-            indexed = np.broadcast_to(np.zeros((), bool), shape_of(x))[build_index(new_template, [
-                np.zeros(shape_of(a), np.intp) for a in arrays])].shape
-            y = move_axis(y, dy, 0)
-            s = shape_of(y)
-            y = fnp.reshape(y, (s[0],) + (1,) * (len(indexed) - len(s)) + s[1:])
-        return prim.bind(x, y, *arrays, template=new_template), 0
+        # give y the batched indexed shape: B at out_bdim, the rest broadcast
+        size = shape_of(x)[x_bdim]
+        if dy is not_mapped:
+            y = fnp.expand_dims(fnp.broadcast_to(y, indexed), out_bdim)
+        else:
+            y = fnp.broadcast_to(fnp.reshape(move_axis(y, dy, 0), (size,) + (1,) * (
+                len(indexed) - len(shape_of(y)) + 1) + shape_of(y)[:dy] + shape_of(y)[dy + 1:]),
+                (size,) + indexed)
+            y = move_axis(y, 0, out_bdim)
+        return prim.bind(x, y, *arrays, template=new_template), x_bdim
     prim.batch = rule
+
+
+def _unbatched_shape(v, d):
+    s = shape_of(v)
+    return s if d is not_mapped else s[:d] + s[d + 1:]
 
 
 for _p in (scatter_add_p, scatter_set_p, scatter_mul_p):
