@@ -22,7 +22,7 @@ from .core import Tracer, dtype_of, instantiate_zeros, new_trace, shape_of, zero
 from .errors import TransformError
 from .jvp import JVPTrace, JVPTracer
 from .primitives.elementwise import piecewise_constant
-from .staging import Jaxpr, ShapedArray, StagingTrace, eval_jaxpr
+from .staging import Jaxpr, ShapedArray, StagingTrace, dce, eval_jaxpr
 from .vjp import VJPTrace, VJPTracer, backward_pass
 from .vmap import BatchTrace, BatchTracer
 
@@ -241,7 +241,7 @@ def _stage(fun, leaves_avals, in_tree):
     constvars = [v for v, _ in trace.consts.values()]
     consts = [c for _, c in trace.consts.values()]
     jaxpr = Jaxpr([t.var for t in ins], constvars, consts, trace.eqns, outvars)
-    return jaxpr, out_tree
+    return dce(jaxpr), out_tree
 
 
 def linearize(f, *primals):

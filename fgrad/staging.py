@@ -18,7 +18,7 @@ import numpy as np
 
 from .core import Trace, Tracer, bind, dtype_of, shape_of
 
-__all__ = ["ShapedArray", "StagingTrace", "StagingTracer", "Jaxpr", "Eqn", "Var", "eval_jaxpr"]
+__all__ = ["ShapedArray", "StagingTrace", "StagingTracer", "Jaxpr", "Eqn", "Var", "eval_jaxpr", "dce"]
 
 
 class ShapedArray:
@@ -84,8 +84,17 @@ class Jaxpr:
         self.eqns, self.outvars = eqns, outvars
 
     def __repr__(self):
+        # Name variables in reading order (constants, inputs, then each equation's outputs),
+        # whatever order tracing created them in.
+        names = {}
+        for v in [*self.constvars, *self.invars, *(o for e in self.eqns for o in e.outs)]:
+            names[v] = _name(len(names) + 1)
+
+        def name(a):
+            return names.get(a, repr(a)) if isinstance(a, Var) else repr(a)
+
         def typed(v):
-            return f"{v.name}:{v.aval.str_short()}"
+            return f"{name(v)}:{v.aval.str_short()}"
 
         def fmt_params(params):
             if not params:
@@ -103,9 +112,9 @@ class Jaxpr:
         lines = [f"{{ lambda {consts + ' ; ' if consts else ''}{ins}. let"]
         for e in self.eqns:
             outs = " ".join(typed(v) for v in e.outs)
-            args = " ".join(map(repr, e.inputs))
+            args = " ".join(name(a) for a in e.inputs)
             lines.append(f"    {outs} = {e.prim.name}{fmt_params(e.params)} {args}")
-        lines.append(f"  in ({', '.join(map(repr, self.outvars))}) }}")
+        lines.append(f"  in ({', '.join(name(v) for v in self.outvars)}) }}")
         return "\n".join(lines)
 
     def pretty(self):
@@ -164,13 +173,17 @@ class StagingTrace(Trace):
         return outs if prim.multiple_results else outs[0]
 
 
+def _name(n):
+    """1 -> a, 26 -> z, 27 -> aa, ..."""
+    s = ""
+    while n:
+        n, r = divmod(n - 1, 26)
+        s = chr(ord("a") + r) + s
+    return s
+
+
 def _names():
-    for n in itertools.count(1):
-        s = ""
-        while n:
-            n, r = divmod(n - 1, 26)
-            s = chr(ord("a") + r) + s
-        yield s
+    return (_name(n) for n in itertools.count(1))
 
 
 def abstract_eval(prim, args, params):
@@ -205,3 +218,15 @@ def eval_jaxpr(jaxpr, consts, *args):
         else:
             env[e.outs[0]] = out
     return [read(v) if isinstance(v, (Var, Literal)) else v for v in jaxpr.outvars]
+
+
+def dce(jaxpr):
+    """Drop equations whose outputs nothing uses (every primitive is pure, so this is safe)."""
+    live = {v for v in jaxpr.outvars if isinstance(v, Var)}
+    kept = []
+    for e in reversed(jaxpr.eqns):
+        if any(o in live for o in e.outs):
+            kept.append(e)
+            live.update(a for a in e.inputs if isinstance(a, Var))
+    used = [(v, c) for v, c in zip(jaxpr.constvars, jaxpr.consts) if v in live]
+    return Jaxpr(jaxpr.invars, [v for v, _ in used], [c for _, c in used], kept[::-1], jaxpr.outvars)
