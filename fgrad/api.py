@@ -56,10 +56,18 @@ def _check_float_inputs(transform, f, leaves, paths=None):
                             f"argnums (or close over it with functools.partial).")
 
 
+def _check_argnum_inputs(transform, f, dyn, nums):
+    """Check the differentiated arguments, naming them by their position in the user's call."""
+    paths, leaves, _ = tree.flatten_with_path(dyn)
+    paths = [(nums[p[0]],) + tuple(p[1:]) for p in paths]
+    _check_float_inputs(transform, f, leaves, paths)
+
+
 def _path_str(paths, i):
     if paths is None:
         return f"#{i}"
-    return "".join(f"[{k!r}]" for k in paths[i]) or "#0"
+    head, rest = paths[i][0], paths[i][1:]
+    return f"{head}" + "".join(f"[{k!r}]" for k in rest)
 
 
 def _leaf_is_ours(x, trace, cls):
@@ -147,6 +155,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
         nums = _argnums_tuple("grad", f, argnums, len(args))
         dyn = tuple(args[i] for i in nums)
         f_dyn = _partial_args(f, args, kwargs, nums)
+        _check_argnum_inputs("grad", f, dyn, nums)
         if has_aux:
             out, pullback, aux = vjp(f_dyn, *dyn, has_aux=True)
         else:
@@ -305,7 +314,7 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
                             f"tuple (one entry per argument); wrap the dict: in_axes=({axes_spec!r},)")
         full = (args, kwargs)
         paths, leaves, in_tree = tree.flatten_with_path(full)
-        axes = tree.broadcast_prefix((axes_spec, 0), full, what="in_axes")
+        axes = _prefix(name, axes_spec, args, "in_axes") + [0] * tree.num_leaves(kwargs)
         labels = [_arg_label(p) for p in paths]
         norm_axes, sizes = [], []
         for x, ax, label in zip(leaves, axes, labels):
@@ -327,13 +336,20 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
             a, kw = tree.unflatten(in_tree, ins)
             out = f(*a, **kw)
             out_paths, out_leaves, out_tree = tree.flatten_with_path(out)
-        o_axes = tree.broadcast_prefix(out_axes, out, what="out_axes")
+        o_axes = _prefix(name, out_axes, out, "out_axes")
         results = []
         for o, oa, p in zip(out_leaves, o_axes, out_paths):
             val, bd = (o.val, o.bdim) if _leaf_is_ours(o, trace, BatchTracer) else (o, None)
             results.append(_place_out_axis(name, val, bd, oa, size, p))
         return tree.unflatten(out_tree, results)
     return vmapped
+
+
+def _prefix(name, prefix, full, what):
+    try:
+        return tree.broadcast_prefix(prefix, full, what=what)
+    except ValueError as err:
+        raise ValueError(f"vmap({name}): {err}") from None
 
 
 def _arg_label(path):
@@ -404,7 +420,7 @@ def _jac_fun(transform, f, argnums, has_aux, make_rows):
         dyn = tuple(args[i] for i in nums)
         f_dyn = _partial_args(f, args, kwargs, nums)
         in_leaves, in_tree = tree.flatten(dyn)
-        _check_float_inputs(transform, f, in_leaves)
+        _check_argnum_inputs(transform, f, dyn, nums)
         def per_input(pieces):  # one output's Jacobian pieces -> the inputs' structure
             by_arg = tree.unflatten(in_tree, pieces)
             return by_arg[0] if isinstance(argnums, int) else tuple(by_arg)

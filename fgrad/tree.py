@@ -109,11 +109,16 @@ def broadcast_prefix(prefix, tree, what="in_axes"):
             return
         p_kids, p_keys = _one_level(p, none_is_leaf=True)
         t_kids, t_keys = _one_level(t, none_is_leaf=False)
-        if t_kids is None or type(p) is not type(t) or sorted(repr(k) for k in p_keys) != sorted(repr(k) for k in t_keys):
+        where = f"at {_fmt_path(what, path)}"
+        if t_kids is None or type(p) is not type(t):
             raise ValueError(
-                f"{what} must be a tree prefix of the arguments: at {_fmt_path(what, path)} {what} "
-                f"has a {type(p).__name__} ({_short(p)}) where the argument is a "
-                f"{type(t).__name__} ({_short(t)}). Use one int or None to cover a whole subtree.")
+                f"{what} must be a tree prefix of the arguments: {where} {what} has a "
+                f"{type(p).__name__} ({_short(p)}) where the argument is a {type(t).__name__} "
+                f"({_short(t)}). Use one int or None to cover a whole subtree.")
+        if sorted(repr(k) for k in p_keys) != sorted(repr(k) for k in t_keys):
+            raise ValueError(
+                f"{what} must be a tree prefix of the arguments: {where} {what} has entries "
+                f"{_keys(p_keys)} but the argument has {_keys(t_keys)}.")
         t_by_key = dict(zip(t_keys, t_kids))
         for k, pk in zip(p_keys, p_kids):
             walk(pk, t_by_key[k], path + (k,))
@@ -129,6 +134,10 @@ def _one_level(x, none_is_leaf):
         return None, None
     one = optree.tree_flatten_one_level(x, none_is_leaf=none_is_leaf, namespace=NAMESPACE)
     return list(one.children), list(one.entries)
+
+
+def _keys(keys):
+    return "[" + ", ".join(repr(k) for k in keys) + "]"
 
 
 def _fmt_path(what, path):
