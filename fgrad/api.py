@@ -347,7 +347,8 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
 
 def _prefix(name, prefix, full, what):
     try:
-        return tree.broadcast_prefix(prefix, full, what=what)
+        return tree.broadcast_prefix(prefix, full, what=what,
+                                     against="argument" if what == "in_axes" else "output")
     except ValueError as err:
         raise ValueError(f"vmap({name}): {err}") from None
 

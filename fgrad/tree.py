@@ -95,7 +95,7 @@ def register_node_class(cls):
     return register_node(cls, lambda obj: obj.tree_flatten(), cls.tree_unflatten)
 
 
-def broadcast_prefix(prefix, tree, what="in_axes"):
+def broadcast_prefix(prefix, tree, what="in_axes", against="argument"):
     """Repeat the leaves of ``prefix`` over the subtrees of ``tree`` they stand for.
 
     Returns a list with one entry per leaf of ``tree``. ``None`` inside ``prefix`` is a leaf
@@ -112,13 +112,13 @@ def broadcast_prefix(prefix, tree, what="in_axes"):
         where = f"at {_fmt_path(what, path)}"
         if t_kids is None or type(p) is not type(t):
             raise ValueError(
-                f"{what} must be a tree prefix of the arguments: {where} {what} has a "
-                f"{type(p).__name__} ({_short(p)}) where the argument is a {type(t).__name__} "
+                f"{what} must be a tree prefix of the {against}s: {where} {what} has a "
+                f"{type(p).__name__} ({_short(p)}) where the {against} is a {type(t).__name__} "
                 f"({_short(t)}). Use one int or None to cover a whole subtree.")
         if sorted(repr(k) for k in p_keys) != sorted(repr(k) for k in t_keys):
             raise ValueError(
-                f"{what} must be a tree prefix of the arguments: {where} {what} has entries "
-                f"{_keys(p_keys)} but the argument has {_keys(t_keys)}.")
+                f"{what} must be a tree prefix of the {against}s: {where} {what} has entries "
+                f"{_keys(p_keys)} but the {against} has {_keys(t_keys)}.")
         t_by_key = dict(zip(t_keys, t_kids))
         for k, pk in zip(p_keys, p_kids):
             walk(pk, t_by_key[k], path + (k,))
