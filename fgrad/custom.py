@@ -20,7 +20,9 @@ from __future__ import annotations
 import functools
 
 from . import tree
-from .core import Primitive, dtype_of, instantiate_zeros, shape_of, zero
+import numpy as np
+
+from .core import Primitive, dtype_of, instantiate_zeros, shape_of
 
 __all__ = ["custom_vjp", "custom_jvp", "checkpoint", "remat"]
 
@@ -138,7 +140,9 @@ class custom_vjp:
                         raise ValueError(f"custom_vjp {self.__name__}: bwd returned a cotangent "
                                          f"of shape {shape_of(cx)} for an argument of shape "
                                          f"{shape_of(x)}")
-                    flat.append(zero if cx is None else cx)
+                    # None means "no cotangent"; an array of zeros (not the symbolic zero) keeps
+                    # the list a pytree of arrays, which vmap needs when bwd is batched.
+                    flat.append(np.zeros(shape_of(x), dtype_of(x)) if cx is None else cx)
             return flat
 
         outs = custom_vjp_call_p.bind(*leaves, fun=fun, fwd=fwd, bwd=bwd)
@@ -162,7 +166,7 @@ def _custom_jvp_jvp(primals, tangents, *, fun, jvp):
 def _custom_jvp_vjp_fwd(primals, *, fun, jvp):
     from .api import vjp
     from . import numpy as fnp
-    outs, _ = jvp(primals, [fnp.zeros_like(p) for p in primals])
+    outs = fun(*primals)
 
     def backward(cts):
         # t -> jvp(primals, t)[1] is linear, so its VJP at any t is the transpose we need
