@@ -79,8 +79,16 @@ def _split_aux(transform, f, out, has_aux):
         return out, None
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         raise TypeError(f"{transform}({_fname(f)}, has_aux=True): the function must return a pair "
-                        f"(output, aux), got {type(out).__name__}")
+                        f"(output, aux), got {_describe(out)}")
     return out[0], out[1]
+
+
+def _describe(out):
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of length {len(out)}"
+    if isinstance(out, (Tracer, np.ndarray, np.generic, float, int)):
+        return f"one value {_aval_str(out)}"
+    return f"a {type(out).__name__}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,12 +143,17 @@ def _argnums_tuple(transform, f, argnums, nargs):
     return tuple(n % nargs for n in nums)
 
 
-def _partial_args(f, args, kwargs, nums):
+def _partial_args(transform, f, args, kwargs, nums, has_aux):
+    """``f`` as a function of ``args[nums]`` only. It checks the ``has_aux`` pair itself, so that
+    the error names the user's transform and function rather than the inner vjp/jvp."""
+    @functools.wraps(f)
     def f_dyn(*dyn):
         full = list(args)
         for i, a in zip(nums, dyn):
             full[i] = a
-        return f(*full, **kwargs)
+        out = f(*full, **kwargs)
+        _split_aux(transform, f, out, has_aux)
+        return out
     return f_dyn
 
 
@@ -154,7 +167,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
     def value_and_grad_f(*args, **kwargs):
         nums = _argnums_tuple("grad", f, argnums, len(args))
         dyn = tuple(args[i] for i in nums)
-        f_dyn = _partial_args(f, args, kwargs, nums)
+        f_dyn = _partial_args("grad", f, args, kwargs, nums, has_aux)
         _check_argnum_inputs("grad", f, dyn, nums)
         if has_aux:
             out, pullback, aux = vjp(f_dyn, *dyn, has_aux=True)
@@ -388,8 +401,10 @@ def _place_out_axis(name, val, bd, oa, size, path):
         return val
     nd_out = len(shape_of(val)) + (bd is None)
     if not -nd_out <= oa < nd_out:
-        raise ValueError(f"vmap({name}): out_axes={oa} is out of range for an output with "
-                         f"{nd_out} dimension(s)")
+        label = "".join(f"[{k!r}]" for k in path) or "#0"
+        raise ValueError(f"vmap({name}): out_axes={oa} is out of range for output {label}, which "
+                         f"has {nd_out} dimension(s) with the mapped axis; use an axis in "
+                         f"[{-nd_out}, {nd_out - 1}]")
     oa %= nd_out
     if bd is None:
         val = fnp.broadcast_to(val, (size,) + shape_of(val))
@@ -419,7 +434,7 @@ def _jac_fun(transform, f, argnums, has_aux, make_rows):
     def jacfun(*args, **kwargs):
         nums = _argnums_tuple(transform, f, argnums, len(args))
         dyn = tuple(args[i] for i in nums)
-        f_dyn = _partial_args(f, args, kwargs, nums)
+        f_dyn = _partial_args(transform, f, args, kwargs, nums, has_aux)
         in_leaves, in_tree = tree.flatten(dyn)
         _check_argnum_inputs(transform, f, dyn, nums)
         def per_input(pieces):  # one output's Jacobian pieces -> the inputs' structure

@@ -206,9 +206,10 @@ class Tracer:
     def __array__(self, dtype=None, copy=None):
         raise TracerArrayConversionError(
             f"a {type(self).__name__} of shape {self.shape} and dtype {self.dtype} was converted "
-            f"to a NumPy array (numpy.asarray, a raw numpy function, or a C extension). Inside a "
-            f"transformed function use fgrad.numpy (import fgrad.numpy as fnp) instead of numpy, "
-            f"or return the value and convert it outside the transform.")
+            f"to a NumPy array (numpy.asarray, a raw numpy function, a C extension, or indexing a "
+            f"NumPy array with it). Inside a transformed function use fgrad.numpy (import "
+            f"fgrad.numpy as fnp) instead of numpy, e.g. fnp.take(table, i) for table[i], or "
+            f"return the value and convert it outside the transform.")
 
     def __array_function__(self, func, types, args, kwargs):
         name = getattr(func, "__name__", str(func))
