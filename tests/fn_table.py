@@ -77,7 +77,7 @@ def to_numpy(tree):
 def assert_tree_close(actual, expected, rtol=1e-9, atol=1e-10, path="out"):
     """``actual`` (fgrad) and ``expected`` (NumPy or torch) have the same containers and close
     leaves. Dicts compare by key; lists and tuples compare positionally (torch.func returns
-    tuples where JAX-style APIs sometimes return lists, and vice versa)."""
+    tuples where JAX-style APIs sometimes return lists, and vice versa); None matches None."""
     if isinstance(expected, dict):
         assert isinstance(actual, dict), f"{path}: expected a dict, got {type(actual).__name__}"
         assert set(actual) == set(expected), f"{path}: keys {sorted(actual)} != {sorted(expected)}"
@@ -90,6 +90,9 @@ def assert_tree_close(actual, expected, rtol=1e-9, atol=1e-10, path="out"):
         assert len(actual) == len(expected), f"{path}: length {len(actual)} != {len(expected)}"
         for i, (a, e) in enumerate(zip(actual, expected)):
             assert_tree_close(a, e, rtol, atol, f"{path}[{i}]")
+        return
+    if expected is None:
+        assert actual is None, f"{path}: expected None, got {type(actual).__name__}"
         return
     expected = to_numpy(expected)
     assert isinstance(actual, (np.ndarray, np.generic, float, int)), \
