@@ -1,0 +1,751 @@
+"""fgrad.random: pseudo-random numbers from explicit, splittable keys (``jax.random``).
+
+There is no global generator and no hidden state. A **key** is a NumPy ``uint32`` array of
+shape ``(2,)``; every sampler is a pure function of its key, so the same key gives the same
+numbers on every machine, and a function that draws random numbers can be transformed like any
+other (``grad``, ``vmap``, ``make_jaxpr``)::
+
+    >>> import fgrad, fgrad.random as fr
+    >>> key = fr.key(0)
+    >>> k_init, k_data = fr.split(key)              # never reuse a key: split it
+    >>> w = fr.normal(k_init, (3, 2))
+    >>> keys = fr.split(k_data, 8)                  # (8, 2): one key per example
+    >>> x = fgrad.vmap(lambda k: fr.normal(k, (3,)))(keys)   # (8, 3), independent rows
+
+How the numbers are made
+------------------------
+The bit generator is **Threefry-2x32** with 20 rounds (Salmon et al., "Parallel random
+numbers: as easy as 1, 2, 3", SC 2011), the counter-based hash JAX uses: it maps a 64-bit key
+and a 64-bit counter to 64 random bits with additions, rotations and xors of 32-bit words, so
+the ``n``-th block of bits is computed directly, in a vectorised NumPy expression, with no
+sequential state. Every operation that consumes a key is a primitive:
+
+* ``random_bits_p(keys, shape=, bit_width=)``: hash the counters ``0, 1, ..., n - 1``;
+* ``random_split_p(keys, shape=)``: new keys are hashed counters too;
+* ``random_fold_in_p(keys, data)``: hash the counter ``(0, data)``.
+
+Their NumPy implementations accept keys with leading batch axes (``(..., 2)``), which makes
+their ``vmap`` rule one vectorised call: a batch of keys broadcasts against the counters. They
+are ``differentiable=False``: random bits have no derivative.
+
+The samplers on top (``uniform``, ``normal``, ``truncated_normal``, ...) are written in
+``fgrad.numpy`` operations, so their parameters may be traced: ``grad`` flows through
+``uniform(key) * (b - a) + a`` or ``mu + sigma * normal(key)`` (the reparameterisation trick).
+
+Compatibility with JAX
+----------------------
+The key layout and every algorithm follow JAX's raw ``uint32[2]`` Threefry keys with
+``jax_threefry_partitionable=False`` (JAX's scheme before version 0.5) and 64-bit types
+enabled: ``key``, ``split``, ``fold_in``, ``bits``, ``uniform``, ``normal``,
+``truncated_normal``, ``gumbel``, ``randint`` and ``bernoulli`` reproduce the values JAX's own
+test-suite pins (see ``tests/test_random.py``). Differences: the default float dtype is float64
+(as JAX with x64), float16/bfloat16 samplers are not offered, and ``permutation`` sorts stably.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from . import numpy as fnp
+from .core import Primitive, Tracer, bind, dtype_of, shape_of
+from .primitives.elementwise import nondifferentiable, unary
+from .staging import ShapedArray
+from .vmap import batch_size, move_to_front
+
+__all__ = ["key", "PRNGKey", "split", "fold_in", "bits", "uniform", "normal",
+           "truncated_normal", "bernoulli", "gumbel", "categorical", "randint", "permutation",
+           "choice", "threefry_2x32"]
+
+_U32 = np.dtype(np.uint32)
+_UINT = {8: np.dtype(np.uint8), 16: np.dtype(np.uint16), 32: _U32, 64: np.dtype(np.uint64)}
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# --------------------------------------------------------------------------------------------
+# Threefry-2x32: the hash
+# --------------------------------------------------------------------------------------------
+
+# Rotation distances of the two alternating groups of four rounds (Salmon et al., table 4).
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+# Skein's key-schedule parity constant: the third key word is k0 ^ k1 ^ parity.
+_KS_PARITY = np.uint32(0x1BD11BDA)
+
+
+def _threefry2x32(k0, k1, x0, x1):
+    """The Threefry-2x32 block function, 20 rounds, on broadcastable ``uint32`` arrays.
+
+    One round mixes the two words ``(x0, x1)``: ``x0 += x1; x1 = rotl(x1, r) ^ x0``. After
+    every four rounds a key word is injected: ``x0 += ks[i]; x1 += ks[i + 1] + i`` with the
+    key schedule ``ks = (k0, k1, k0 ^ k1 ^ parity)`` taken cyclically. All arithmetic is
+    modulo 2^32, so the result is the same on every machine.
+    """
+    with np.errstate(over="ignore"):
+        ks = (k0, k1, k0 ^ k1 ^ _KS_PARITY)
+        x0 = x0 + ks[0]
+        x1 = x1 + ks[1]
+        for i in range(5):
+            for r in _ROTATIONS[i % 2]:
+                x0 = x0 + x1
+                x1 = (x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))
+                x1 = x1 ^ x0
+            x0 = x0 + ks[(i + 1) % 3]
+            x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def _hash_counts(keys, counts):
+    """JAX's ``threefry_2x32(key, counts)`` for keys of shape ``(..., 2)`` and 1-D ``counts``.
+
+    The counters are padded to an even length and cut in two halves that form the word pairs
+    ``(counts[i], counts[i + n/2])``; the two output words are concatenated in the same
+    layout. Result: ``(..., len(counts))``.
+    """
+    n = counts.shape[0]
+    if n % 2:
+        counts = np.concatenate([counts, np.zeros(1, _U32)])
+    half = counts.shape[0] // 2
+    y0, y1 = _threefry2x32(keys[..., 0:1], keys[..., 1:2], counts[:half], counts[half:])
+    return np.concatenate([y0, y1], axis=-1)[..., :n]
+
+
+def threefry_2x32(keypair, count):
+    """Threefry-2x32 of ``uint32`` counters under one key (``jax.random.threefry_2x32``).
+
+    ``keypair``: ``uint32[2]``; ``count``: any ``uint32`` array. The flattened counters are
+    paired as described in :func:`_hash_counts`; the result has ``count``'s shape. With
+    ``count`` of two elements this is the block function itself, which is how the Random123
+    known-answer tests are stated::
+
+        >>> threefry_2x32(np.uint32([0x13198a2e, 0x03707344]), np.uint32([0x243f6a88, 0x85a308d3]))
+        array([3297917596, 1212020640], dtype=uint32)          # (0xc4923a9c, 0x483df7a0)
+    """
+    keypair, count = np.asarray(keypair), np.asarray(count)
+    if keypair.shape != (2,) or keypair.dtype != _U32 or count.dtype != _U32:
+        raise TypeError(f"fgrad.random.threefry_2x32: expected a uint32[2] key and uint32 "
+                        f"counters, got {_describe(keypair)} and {_describe(count)}")
+    return _hash_counts(keypair, count.ravel()).reshape(count.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# The primitives that consume keys. Their implementations take keys of shape (..., 2), so a
+# batch of keys is one vectorised call; that is their whole vmap rule.
+# --------------------------------------------------------------------------------------------
+
+def _keys_batch_rule(prim):
+    """vmap for primitives whose operands are keys ``(..., 2)`` and per-key data ``(...)``:
+    move every batch axis to the front (broadcasting unmapped operands) and bind once."""
+    def rule(vals, dims, **params):
+        size = batch_size(vals, dims)
+        return prim.bind(*[move_to_front(v, d, size) for v, d in zip(vals, dims)], **params), 0
+    prim.batch = rule
+    return prim
+
+
+def _random_bits_impl(keys, *, shape, bit_width):
+    """``prod(shape)`` blocks of ``bit_width`` random bits per key: ``(..., *shape)``.
+
+    The counters ``0 .. m - 1`` with ``m = ceil(bit_width * size / 32)`` are hashed; 64-bit
+    values join the first half of the words (high) with the second half (low); 8- and 16-bit
+    values are the pieces of each 32-bit word, lowest first.
+    """
+    size = math.prod(shape)
+    n_words = -(-bit_width * size // 32)
+    if n_words >= 2 ** 32:
+        raise ValueError(f"fgrad.random: cannot draw {size} values of {bit_width} bits from one "
+                         f"key (at most 2^32 - 1 words of 32 bits); split the key and draw in "
+                         f"parts")
+    keys = np.asarray(keys)
+    words = _hash_counts(keys, np.arange(n_words, dtype=_U32))
+    batch = keys.shape[:-1]
+    if bit_width == 64:
+        high, low = words[..., :size].astype(np.uint64), words[..., size:].astype(np.uint64)
+        out = (high << np.uint64(32)) | low
+    elif bit_width == 32:
+        out = words
+    else:
+        per_word = 32 // bit_width
+        shifts = np.arange(per_word, dtype=_U32) * np.uint32(bit_width)
+        pieces = (words[..., None] >> shifts) & np.uint32(2 ** bit_width - 1)
+        out = pieces.reshape(batch + (n_words * per_word,))[..., :size].astype(_UINT[bit_width])
+    return out.reshape(batch + tuple(shape))
+
+
+random_bits_p = _keys_batch_rule(Primitive("random_bits", _random_bits_impl, differentiable=False))
+random_bits_p.abstract_eval = lambda keys, *, shape, bit_width: ShapedArray(
+    shape_of(keys)[:-1] + tuple(shape), _UINT[bit_width])
+
+
+def _random_split_impl(keys, *, shape):
+    """New keys ``(..., *shape, 2)``: the hashes of the counters ``0 .. 2 * prod(shape) - 1``,
+    read two words per key."""
+    keys = np.asarray(keys)
+    words = _hash_counts(keys, np.arange(2 * math.prod(shape), dtype=_U32))
+    return words.reshape(keys.shape[:-1] + tuple(shape) + (2,))
+
+
+random_split_p = _keys_batch_rule(Primitive("random_split", _random_split_impl,
+                                            differentiable=False))
+random_split_p.abstract_eval = lambda keys, *, shape: ShapedArray(
+    shape_of(keys)[:-1] + tuple(shape) + (2,), _U32)
+
+
+def _random_fold_in_impl(keys, data):
+    """``threefry(key, (0, data))``: a new key per ``(key, data)`` pair, broadcast together."""
+    keys, data = np.asarray(keys), np.asarray(data, _U32)
+    y0, y1 = _threefry2x32(keys[..., 0], keys[..., 1], np.zeros_like(data), data)
+    y0, y1 = np.broadcast_arrays(y0, y1)
+    return np.stack([y0, y1], axis=-1)
+
+
+random_fold_in_p = _keys_batch_rule(Primitive("random_fold_in", _random_fold_in_impl,
+                                              differentiable=False))
+random_fold_in_p.abstract_eval = lambda keys, data: ShapedArray(
+    np.broadcast_shapes(shape_of(keys)[:-1], shape_of(data)) + (2,), _U32)
+
+
+# --------------------------------------------------------------------------------------------
+# Two elementwise helpers the samplers need: the inverse error function and nextafter.
+# --------------------------------------------------------------------------------------------
+
+# Cephes' ndtri (Moshier, Cephes Math Library 2.8) rational approximations, highest power
+# first; relative error below 1e-15 in float64. Central region: ndtri(1/2 + w) / sqrt(2 pi) =
+# w + w^3 P0(w^2) / Q0(w^2). Tails: with t = sqrt(-2 log q), |ndtri(q)| = t - log(t) / t -
+# P(1/t) / (t Q(1/t)), (P1, Q1) for t < 8 and (P2, Q2) beyond.
+_P0 = (-5.99633501014107895267e1, 9.80010754185999661536e1, -5.66762857469070293439e1,
+       1.39312609387279679503e1, -1.23916583867381258016e0)
+_Q0 = (1.95448858338141759834e0, 4.67627912898881538453e0, 8.63602421390890590575e1,
+       -2.25462687854119370527e2, 2.00260212380060660359e2, -8.20372256168333339912e1,
+       1.59056225126211695515e1, -1.18331621121330003142e0)
+_P1 = (4.05544892305962419923e0, 3.15251094599893866154e1, 5.71628192246421288162e1,
+       4.40805073893200834700e1, 1.46849561928858024014e1, 2.18663306850790267539e0,
+       -1.40256079171354495875e-1, -3.50424626827848203418e-2, -8.57456785154685413611e-4)
+_Q1 = (1.57799883256466749731e1, 4.53907635128879210584e1, 4.13172038254672030440e1,
+       1.50425385692907503408e1, 2.50464946208309415979e0, -1.42182922854787788574e-1,
+       -3.80806407691578277194e-2, -9.33259480895457427372e-4)
+_P2 = (3.23774891776946035970e0, 6.91522889068984211695e0, 3.93881025292474443415e0,
+       1.33303460815807542389e0, 2.01485389549179081538e-1, 1.23716634817820021358e-2,
+       3.01581553508235416007e-4, 2.65806974686737550832e-6, 6.23974539184983293730e-9)
+_Q2 = (6.02427039364742014255e0, 3.67983563856160859403e0, 1.37702099489081330271e0,
+       2.16236993594496635890e-1, 1.34204006088543189037e-2, 3.28014464682127739104e-4,
+       2.89247864745380683936e-6, 6.79019408009981274425e-9)
+# ndtri's central region p in (e^-2, 1 - e^-2) is |y| < 1 - 2 e^-2 for erfinv(y), p = (1 + y)/2.
+_ERFINV_CENTRAL = 1 - 2 * math.exp(-2)
+
+
+def _polyval(coefs, x, monic=False):
+    """Horner's rule; ``monic`` prepends a leading coefficient 1 (Cephes' ``p1evl``)."""
+    out = x + coefs[0] if monic else np.full_like(x, coefs[0])
+    for c in coefs[1:]:
+        out = out * x + c
+    return out
+
+
+def _erfinv_impl(y):
+    """erfinv(y) = ndtri((1 + y) / 2) / sqrt(2), evaluated without forming (1 + y) / 2.
+
+    Near 0 the central approximation takes ``w = y / 2`` directly (so tiny ``y`` keep full
+    relative precision); in the tails ``q = (1 - |y|) / 2`` is exact for ``|y| >= 1/2``.
+    Computed in float64 and returned in the input's float dtype.
+    """
+    y = np.asarray(y)
+    out_dtype = y.dtype if y.dtype.kind == "f" else np.dtype(np.float64)
+    u = y.astype(np.float64)
+    a = np.abs(u)
+    out = np.full(u.shape, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        central = a < _ERFINV_CENTRAL
+        w = u[central] / 2
+        w2 = w * w
+        ndtri_central = w + w * w2 * _polyval(_P0, w2) / _polyval(_Q0, w2, monic=True)
+        out[central] = ndtri_central * math.sqrt(math.pi)   # * sqrt(2 pi) / sqrt(2)
+        tail = (a >= _ERFINV_CENTRAL) & (a < 1)
+        t = np.sqrt(-2 * np.log((1 - a[tail]) / 2))
+        z = 1 / t
+        correction = np.where(t < 8, z * _polyval(_P1, z) / _polyval(_Q1, z, monic=True),
+                              z * _polyval(_P2, z) / _polyval(_Q2, z, monic=True))
+        out[tail] = np.sign(u[tail]) * (t - np.log(t) / t - correction) / math.sqrt(2)
+    out[a == 1] = np.sign(u[a == 1]) * np.inf
+    return out.astype(out_dtype)
+
+
+# Named random_* because fgrad.random owns and tests them (tests/test_random.py); both are
+# general elementwise ops that could join fgrad.numpy.
+# d erfinv(y)/dy = 1 / erf'(erfinv y) = sqrt(pi)/2 * exp(erfinv(y)^2)
+erfinv_p = unary("random_erfinv", _erfinv_impl,
+                 lambda ans, y: (math.sqrt(math.pi) / 2) * fnp.exp(ans * ans))
+# The next representable float after x towards y (used for open-interval bounds; no derivative).
+nextafter_p = nondifferentiable("random_nextafter", np.nextafter)
+
+
+def _erfinv(y):
+    return bind(erfinv_p, y)
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks: every error names the call, what it expected and what it got.
+# --------------------------------------------------------------------------------------------
+
+def _describe(x):
+    if isinstance(x, (np.ndarray, np.generic, Tracer)):
+        return f"{np.dtype(dtype_of(x)).name}[{','.join(map(str, shape_of(x)))}]"
+    return f"{type(x).__name__} {x!r}" if isinstance(x, (int, float)) else type(x).__name__
+
+
+def _check_key(fn, key_):
+    if isinstance(key_, (np.ndarray, Tracer)) and shape_of(key_) == (2,) and dtype_of(key_) == _U32:
+        return key_
+    msg = (f"fgrad.random.{fn}: key must be a uint32 array of shape (2,) from "
+           f"fgrad.random.key(seed), got {_describe(key_)}")
+    s = shape_of(key_) if isinstance(key_, (np.ndarray, Tracer)) else None
+    if s is not None and len(s) >= 2 and s[-1] == 2 and dtype_of(key_) == _U32:
+        msg += (f". That is a batch of keys: map over it with "
+                f"fgrad.vmap(lambda k: fgrad.random.{fn}(k, ...))(keys)")
+    elif isinstance(key_, (int, np.integer)):
+        msg += f". Make a key first: fgrad.random.key({key_!r})"
+    raise TypeError(msg)
+
+
+def _check_shape(fn, shape):
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"fgrad.random.{fn}: shape must be a tuple of ints, got "
+                        f"{shape!r}") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"fgrad.random.{fn}: shape must have non-negative sizes, got {shape}")
+    return shape
+
+
+def _check_broadcast(fn, shape, **shapes):
+    """The parameters' ``shapes`` (by name) must broadcast to ``shape`` exactly (as in JAX)."""
+    try:
+        result = np.broadcast_shapes(shape, *shapes.values())
+    except ValueError:
+        result = None
+    if result != shape:
+        listing = ", ".join(f"{name} has shape {s}" for name, s in shapes.items())
+        raise ValueError(f"fgrad.random.{fn}: the parameters must broadcast to the requested "
+                         f"shape {shape}, but {listing}; pass a shape they broadcast to (or "
+                         f"shape=None where the sampler allows it)")
+
+
+def _float_dtype(fn, dtype):
+    dt = np.dtype(dtype)
+    if dt not in _FLOATS:
+        raise TypeError(f"fgrad.random.{fn}: dtype must be float32 or float64, got {dt.name}")
+    return dt
+
+
+def _float_param(fn, name, x, dtype=None):
+    """A float parameter as an array or tracer (of ``dtype`` if given)."""
+    if not isinstance(x, Tracer):
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"fgrad.random.{fn}: {name} must be a real number or array, got "
+                            f"{_describe(x)}")
+    if dtype is not None:
+        return fnp.astype(x, dtype)
+    if dtype_of(x).kind != "f":
+        raise TypeError(f"fgrad.random.{fn}: {name} must have a float dtype, got "
+                        f"{_describe(x)}")
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Keys
+# --------------------------------------------------------------------------------------------
+
+def key(seed):
+    """A key from an integer seed: the seed's 64 bits as two ``uint32`` words ``(high, low)``.
+
+    Seeds of 32-bit integer types give ``(0, seed mod 2^32)``; Python ints and 64-bit types give
+    ``(seed >> 32, seed & 0xffffffff)`` of the two's complement value (as JAX with x64).
+    ``seed`` may be traced: ``fgrad.vmap(fgrad.random.key)(np.arange(4))`` makes four keys.
+
+    >>> fgrad.random.key(42)
+    array([ 0, 42], dtype=uint32)
+    """
+    if isinstance(seed, Tracer):
+        dt = dtype_of(seed)
+        if dt.kind not in "iu" or shape_of(seed) != ():
+            raise TypeError(f"fgrad.random.key: seed must be an integer scalar, got "
+                            f"{_describe(seed)}")
+        low = fnp.astype(seed, _U32)
+        if dt.itemsize == 8:
+            high = fnp.astype(fnp.right_shift(seed, np.array(32, dt)), _U32)
+        else:
+            high = np.zeros((), _U32)
+        return fnp.stack([high, low])
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer, np.ndarray)):
+        raise TypeError(f"fgrad.random.key: seed must be an integer, got {_describe(seed)}")
+    if isinstance(seed, np.ndarray):
+        if seed.shape != () or seed.dtype.kind not in "iu":
+            raise TypeError(f"fgrad.random.key: seed must be an integer scalar, got "
+                            f"{_describe(seed)}; for several keys use "
+                            f"fgrad.vmap(fgrad.random.key)(seeds)")
+        seed = seed[()]
+    width = 64 if isinstance(seed, int) else 8 * seed.dtype.itemsize
+    value = int(seed)
+    if not -2 ** 63 <= value < 2 ** 64:
+        raise OverflowError(f"fgrad.random.key: seed {value} does not fit in 64 bits")
+    value %= 2 ** 64 if width == 64 else 2 ** 32
+    return np.array([value >> 32, value & 0xFFFFFFFF], dtype=_U32)
+
+
+PRNGKey = key
+
+
+def split(key, num=2):
+    """``num`` new, independent keys from ``key``: shape ``(num, 2)`` (``num`` may be a shape).
+
+    Split a key instead of using it twice, and after splitting use only the children: they
+    are the hashes of the counters ``0 .. 2 num - 1``, the same words a 32-bit draw from the
+    parent would start with (as in JAX), while the children's own streams are independent of
+    each other.
+
+    >>> k1, k2 = fgrad.random.split(fgrad.random.key(0))
+    >>> keys = fgrad.random.split(k1, 8)                              # (8, 2)
+    >>> fgrad.vmap(lambda k: fgrad.random.normal(k, (3,)))(keys)       # (8, 3)
+    """
+    key = _check_key("split", key)
+    return bind(random_split_p, key, shape=_check_shape("split", num))
+
+
+def fold_in(key, data):
+    """A new key from ``key`` and an integer ``data`` (a step number, a layer index, ...).
+
+    ``fold_in(key, i)`` for ``i = 0, 1, ...`` gives distinct keys without splitting ahead of
+    time. ``data`` is taken modulo 2^32 and may be traced (``vmap`` over it).
+    """
+    key = _check_key("fold_in", key)
+    if isinstance(data, Tracer):
+        if dtype_of(data).kind not in "iu" or shape_of(data) != ():
+            raise TypeError(f"fgrad.random.fold_in: data must be an integer scalar, got "
+                            f"{_describe(data)}")
+        data = fnp.astype(data, _U32)
+    else:
+        d = np.asarray(data)
+        if d.shape != () or d.dtype.kind not in "iu" or isinstance(data, (bool, np.bool_)):
+            raise TypeError(f"fgrad.random.fold_in: data must be an integer scalar, got "
+                            f"{_describe(data)}")
+        data = np.uint32(int(d) % 2 ** 32)
+    return bind(random_fold_in_p, key, data)
+
+
+def _split2(key_):
+    keys = bind(random_split_p, key_, shape=(2,))
+    return keys[0], keys[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Samplers
+# --------------------------------------------------------------------------------------------
+
+def bits(key, shape=(), dtype=np.uint32):
+    """Uniformly random unsigned integers: every bit is an independent fair coin."""
+    key = _check_key("bits", key)
+    dt = np.dtype(dtype)
+    if dt not in _UINT.values():
+        raise TypeError(f"fgrad.random.bits: dtype must be uint8, uint16, uint32 or uint64, "
+                        f"got {dt.name}")
+    return bind(random_bits_p, key, shape=_check_shape("bits", shape), bit_width=8 * dt.itemsize)
+
+
+def _unit_floats(key_, shape, dtype):
+    """Uniform floats on [0, 1) with every value a multiple of 2^-nmant.
+
+    The top ``nmant`` (52 or 23) of ``bits`` random bits are the mantissa ``m`` of ``1.m`` in
+    [1, 2); subtracting 1 leaves ``m * 2^-nmant``, which is computed here exactly as an integer
+    times a power of two.
+    """
+    finfo = np.finfo(dtype)
+    nbits = 8 * dtype.itemsize
+    raw = bind(random_bits_p, key_, shape=shape, bit_width=nbits)
+    mantissa = fnp.right_shift(raw, np.array(nbits - finfo.nmant, _UINT[nbits]))
+    return fnp.astype(mantissa, dtype) * np.array(2.0 ** -finfo.nmant, dtype)
+
+
+def uniform(key, shape=(), dtype=np.float64, minval=0.0, maxval=1.0):
+    """Uniform samples on ``[minval, maxval)``: ``max(minval, minval + u (maxval - minval))``
+    with ``u`` uniform on [0, 1) in steps of 2^-52 (float64) or 2^-23 (float32).
+
+    ``minval`` and ``maxval`` broadcast to ``shape`` and may be traced; the derivative is
+    ``d/dmaxval = u``, ``d/dminval = 1 - u`` (reparameterisation).
+    """
+    key = _check_key("uniform", key)
+    shape = _check_shape("uniform", shape)
+    dtype = _float_dtype("uniform", dtype)
+    minval = _float_param("uniform", "minval", minval, dtype)
+    maxval = _float_param("uniform", "maxval", maxval, dtype)
+    _check_broadcast("uniform", shape, minval=shape_of(minval), maxval=shape_of(maxval))
+    u = _unit_floats(key, shape, dtype)
+    return fnp.maximum(minval, u * (maxval - minval) + minval)
+
+
+def normal(key, shape=(), dtype=np.float64):
+    """Standard normal samples by inversion: ``sqrt(2) erfinv(v)`` with ``v`` uniform on (-1, 1).
+
+    If ``V ~ U(-1, 1)`` then ``P(sqrt(2) erfinv(V) <= z) = (1 + erf(z / sqrt 2)) / 2 = Phi(z)``.
+    The inverse error function is Cephes' float64 ``ndtri`` (relative error < 1e-15). For
+    ``N(mu, sigma^2)`` write ``mu + sigma * normal(key, shape)``: it is differentiable in ``mu``
+    and ``sigma``.
+    """
+    key = _check_key("normal", key)
+    shape = _check_shape("normal", shape)
+    dtype = _float_dtype("normal", dtype)
+    lo = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype))
+    v = uniform(key, shape, dtype, lo, 1.0)
+    return np.array(math.sqrt(2), dtype) * _erfinv(v)
+
+
+def truncated_normal(key, lower, upper, shape=None, dtype=np.float64):
+    """Standard normal samples conditioned on ``lower < z < upper``, by inverting the CDF.
+
+    With ``a = erf(lower / sqrt 2)`` and ``b = erf(upper / sqrt 2)``, ``z = sqrt(2) erfinv(v)``
+    for ``v`` uniform on ``[a, b)`` has density ``phi(z) / (Phi(upper) - Phi(lower))`` on the
+    interval; rounding is clipped back into the open interval. ``lower`` and ``upper`` may be
+    traced (the pathwise derivative of the inverse CDF); ``shape=None`` means their broadcast
+    shape. Far in one tail (both bounds beyond about 5) float64's resolution of ``erf`` near 1
+    limits the accuracy, as in JAX.
+    """
+    key = _check_key("truncated_normal", key)
+    dtype = _float_dtype("truncated_normal", dtype)
+    lower = _float_param("truncated_normal", "lower", lower, dtype)
+    upper = _float_param("truncated_normal", "upper", upper, dtype)
+    if shape is None:
+        shape = np.broadcast_shapes(shape_of(lower), shape_of(upper))
+    else:
+        shape = _check_shape("truncated_normal", shape)
+        _check_broadcast("truncated_normal", shape, lower=shape_of(lower),
+                         upper=shape_of(upper))
+    sqrt2 = np.array(math.sqrt(2), dtype)
+    a = fnp.erf(lower / sqrt2)
+    b = fnp.erf(upper / sqrt2)
+    z = sqrt2 * _erfinv(uniform(key, shape, dtype, a, b))
+    return fnp.clip(z, bind(nextafter_p, lower, np.array(np.inf, dtype)),
+                    bind(nextafter_p, upper, np.array(-np.inf, dtype)))
+
+
+def bernoulli(key, p=0.5, shape=None):
+    """Booleans that are True with probability ``p``: ``uniform(key, shape) < p``.
+
+    ``p`` is a float (array) whose dtype sets the uniform's dtype; ``shape=None`` means
+    ``p``'s shape.
+    """
+    key = _check_key("bernoulli", key)
+    p = _float_param("bernoulli", "p", p)
+    if shape is None:
+        shape = shape_of(p)
+    else:
+        shape = _check_shape("bernoulli", shape)
+        _check_broadcast("bernoulli", shape, p=shape_of(p))
+    return uniform(key, shape, dtype_of(p)) < p
+
+
+def gumbel(key, shape=(), dtype=np.float64):
+    """Standard Gumbel samples: ``-log(-log u)`` for ``u`` uniform on ``[tiny, 1)``.
+
+    If ``U ~ U(0, 1)`` then ``P(-log(-log U) <= g) = exp(-exp(-g))``, the Gumbel CDF.
+    """
+    key = _check_key("gumbel", key)
+    shape = _check_shape("gumbel", shape)
+    dtype = _float_dtype("gumbel", dtype)
+    u = uniform(key, shape, dtype, np.finfo(dtype).tiny, 1.0)
+    return -fnp.log(-fnp.log(u))
+
+
+def categorical(key, logits, axis=-1, shape=None):
+    """Category indices drawn with probabilities ``softmax(logits)`` along ``axis``.
+
+    The Gumbel-max trick: ``argmax_k (logits_k + g_k)`` with independent standard Gumbel
+    ``g_k`` is ``k`` with probability ``exp(logits_k) / sum_j exp(logits_j)``. The result has
+    ``shape`` (default: the logits' shape without ``axis``); a longer ``shape`` draws several
+    samples per distribution, its trailing axes matching the batch axes of ``logits``.
+    """
+    key = _check_key("categorical", key)
+    logits = _float_param("categorical", "logits", logits)
+    ndim = len(shape_of(logits))
+    if ndim == 0:
+        raise ValueError("fgrad.random.categorical: logits must have at least one axis (the "
+                         "categories)")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"fgrad.random.categorical: axis {axis} is out of range for logits of "
+                         f"shape {shape_of(logits)}")
+    axis = axis - ndim if axis >= 0 else axis
+    batch_shape = shape_of(logits)[:axis % ndim] + shape_of(logits)[axis % ndim + 1:]
+    if shape is None:
+        shape = batch_shape
+    else:
+        shape = _check_shape("categorical", shape)
+        _check_broadcast("categorical", shape, logits_without_axis=batch_shape)
+    prefix = shape[:len(shape) - len(batch_shape)]
+    noise_shape = list(shape[len(shape) - len(batch_shape):])
+    noise_shape.insert(axis % ndim, shape_of(logits)[axis])
+    g = gumbel(key, prefix + tuple(noise_shape), dtype_of(logits))
+    logits = fnp.reshape(logits, (1,) * len(prefix) + shape_of(logits))
+    return fnp.argmax(g + logits, axis=axis)
+
+
+def _clip_to_dtype(x, dtype):
+    """Integer ``x`` clipped into ``dtype``'s range and converted (JAX's convert-and-clip)."""
+    src, dst = np.iinfo(dtype_of(x)), np.iinfo(dtype)
+    lo, hi = max(src.min, dst.min), min(src.max, dst.max)
+    if lo > src.min or hi < src.max:
+        x = fnp.clip(x, np.array(lo, dtype_of(x)), np.array(hi, dtype_of(x)))
+    return fnp.astype(x, dtype)
+
+
+def _int_param(fn, name, x):
+    if not isinstance(x, Tracer):
+        x = np.asarray(x)
+    if dtype_of(x).kind == "f":
+        x = fnp.astype(x, np.int64)
+    if dtype_of(x).kind not in "iu":
+        raise TypeError(f"fgrad.random.{fn}: {name} must be an integer, got {_describe(x)}")
+    return x
+
+
+def randint(key, shape, minval, maxval, dtype=np.int64):
+    """Integers uniform on ``[minval, maxval)`` (``minval`` where ``maxval <= minval``).
+
+    Two blocks of ``nbits`` random bits ``hi, lo`` form the ``2 nbits``-bit number
+    ``hi 2^nbits + lo``, reduced modulo the span ``s = maxval - minval`` with
+    ``(hi 2^nbits + lo) mod s = ((hi mod s) (2^nbits mod s) + lo mod s) mod s``; the double
+    width keeps the modulo bias below ``s / 2^nbits``. ``maxval`` one past the dtype's maximum
+    (``randint(k, (), 0, 256, uint8)``) covers the whole range. ``minval`` and ``maxval``
+    broadcast to ``shape`` and may be traced (``vmap`` over them); bounds outside the dtype's
+    range are clipped into it and float bounds are truncated to integers, as in JAX.
+    """
+    key = _check_key("randint", key)
+    shape = _check_shape("randint", shape)
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"fgrad.random.randint: dtype must be an integer type, got {dtype.name}")
+    minval = _int_param("randint", "minval", minval)
+    maxval = _int_param("randint", "maxval", maxval)
+    _check_broadcast("randint", shape, minval=shape_of(minval), maxval=shape_of(maxval))
+    nbits = 8 * dtype.itemsize
+    udtype = _UINT[nbits]
+    one = np.array(1, udtype)
+    top = np.iinfo(dtype).max
+    if np.iinfo(dtype_of(maxval)).max > top:
+        maxval_out_of_range = maxval > np.array(top, dtype_of(maxval))
+    else:
+        maxval_out_of_range = np.False_
+    minval, maxval = _clip_to_dtype(minval, dtype), _clip_to_dtype(maxval, dtype)
+    k_high, k_low = _split2(key)
+    high = bind(random_bits_p, k_high, shape=shape, bit_width=nbits)
+    low = bind(random_bits_p, k_low, shape=shape, bit_width=nbits)
+
+    def rem(x, s):   # x mod s, with x mod 0 = x (a span of 2^nbits wraps to 0)
+        return fnp.where(s == 0, x, fnp.remainder(x, fnp.where(s == 0, one, s)))
+
+    with np.errstate(over="ignore"):   # unsigned arithmetic wraps modulo 2^nbits, on purpose
+        span = fnp.astype(maxval - minval, udtype)
+        span = fnp.where(maxval <= minval, one, span)
+        span = fnp.where(fnp.logical_and(maxval_out_of_range, maxval > minval), span + one, span)
+        multiplier = rem(np.array(2 ** (nbits // 2), udtype), span)   # 2^nbits mod s, via
+        multiplier = rem(multiplier * multiplier, span)                 # (2^(nbits/2) mod s)^2
+        offset = rem(rem(high, span) * multiplier + rem(low, span), span)
+        return minval + fnp.astype(offset, dtype)
+
+
+def _shuffle_order(key_, shape, axis):
+    """Indices that shuffle every 1-D slice of an array of ``shape`` along ``axis``.
+
+    Each round sorts by fresh 32-bit random keys; ``ceil(3 log n / log(2^32 - 1))`` rounds make
+    a repeated sort key (which would favour the original order) improbable (JAX's rule).
+    """
+    size = math.prod(shape)
+    rounds = math.ceil(3 * math.log(max(1, size)) / math.log(2 ** 32 - 1))
+    positions = np.arange(shape[axis]).reshape((-1,) + (1,) * (len(shape) - axis - 1))
+    order = np.broadcast_to(positions, shape)
+    for _ in range(rounds):
+        key_, subkey = _split2(key_)
+        sort_keys = bind(random_bits_p, subkey, shape=shape, bit_width=32)
+        order = fnp.take_along_axis(order, fnp.argsort(sort_keys, axis=axis), axis)
+    return order
+
+
+def permutation(key, x, axis=0, independent=False):
+    """A random permutation of ``range(x)`` (an int ``x``) or of ``x`` along ``axis``.
+
+    Every ordering is equally likely. With ``independent=True`` each 1-D slice along ``axis``
+    is shuffled on its own; otherwise whole slices move together. Differentiable in ``x`` (the
+    derivative follows each element to its new place).
+    """
+    key = _check_key("permutation", key)
+    if not isinstance(x, Tracer):
+        x = np.asarray(x)
+    if shape_of(x) == ():
+        if isinstance(x, Tracer) or x.dtype.kind not in "iu":
+            raise TypeError(f"fgrad.random.permutation: x must be an int n (permute range(n)) "
+                            f"or an array with at least one axis, got {_describe(x)}")
+        return _shuffle_order(key, (int(x),), 0)
+    ndim = len(shape_of(x))
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"fgrad.random.permutation: axis {axis} is out of range for an array "
+                         f"of shape {shape_of(x)}")
+    axis %= ndim
+    if independent or ndim == 1:
+        return fnp.take_along_axis(x, _shuffle_order(key, shape_of(x), axis), axis)
+    return fnp.take(x, _shuffle_order(key, (shape_of(x)[axis],), 0), axis=axis)
+
+
+def choice(key, a, shape=(), replace=True, p=None, axis=0):
+    """Random draws from ``range(a)`` (an int) or from the slices of ``a`` along ``axis``.
+
+    ``replace=False`` draws distinct entries (``prod(shape)`` of them at most the population).
+    With probabilities ``p``: with replacement, by inverting the cumulative distribution;
+    without, by the Gumbel top-k trick (the ``k`` largest ``log p_i + g_i`` are a sample
+    without replacement). The result has shape ``shape`` for an int ``a``, else ``a``'s shape
+    with ``axis`` replaced by ``shape``.
+    """
+    key = _check_key("choice", key)
+    shape = _check_shape("choice", shape)
+    if not isinstance(a, Tracer):
+        a = np.asarray(a)
+    if shape_of(a) == ():
+        if isinstance(a, Tracer) or a.dtype.kind not in "iu":
+            raise TypeError(f"fgrad.random.choice: a must be an int n (draw from range(n)) or "
+                            f"an array with at least one axis, got {_describe(a)}")
+        population, arr = int(a), None
+    else:
+        ndim = len(shape_of(a))
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"fgrad.random.choice: axis {axis} is out of range for an array "
+                             f"of shape {shape_of(a)}")
+        axis %= ndim
+        population, arr = shape_of(a)[axis], a
+    n_draws = math.prod(shape)
+    out_shape = shape if arr is None else shape_of(a)[:axis] + shape + shape_of(a)[axis + 1:]
+    if n_draws == 0:
+        return np.zeros(out_shape, np.int64 if arr is None else dtype_of(arr))
+    if population <= 0:
+        raise ValueError("fgrad.random.choice: cannot draw from an empty population")
+    if not replace and n_draws > population:
+        raise ValueError(f"fgrad.random.choice: cannot draw {n_draws} distinct items from a "
+                         f"population of {population}; pass replace=True or a smaller shape")
+    if p is None and not replace:
+        picked = permutation(key, population if arr is None else arr, axis)
+        picked = picked[(slice(None),) * (0 if arr is None else axis) + (slice(n_draws),)]
+        return fnp.reshape(picked, out_shape)
+    if p is None:
+        index = randint(key, shape, 0, population)
+    else:
+        p = _float_param("choice", "p", p)
+        if shape_of(p) != (population,):
+            raise ValueError(f"fgrad.random.choice: p must have shape ({population},), one "
+                             f"probability per item, got {shape_of(p)}")
+        if replace:   # searchsorted(cumsum(p), r) = #{i : cumsum(p)_i < r}, r uniform on (0, sum p]
+            cdf = fnp.cumsum(p)
+            r = cdf[-1] * (1 - uniform(key, shape, dtype_of(p)))
+            index = fnp.sum(cdf < fnp.expand_dims(r, -1), axis=-1)
+        else:
+            g = gumbel(key, (population,), dtype_of(p)) + fnp.log(p)
+            index = fnp.reshape(fnp.argsort(-g)[:n_draws], shape)
+    return index if arr is None else fnp.take(arr, index, axis=axis)
