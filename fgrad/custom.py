@@ -22,9 +22,23 @@ import functools
 from . import tree
 import numpy as np
 
-from .core import Primitive, dtype_of, instantiate_zeros, shape_of
+from .core import Primitive, dtype_of, instantiate_zeros, is_float, shape_of
 
 __all__ = ["custom_vjp", "custom_jvp", "checkpoint", "remat"]
+
+
+def _only_float_operands(fun, values):
+    """``(fun_f, positions)``: ``fun`` as a function of the float entries of ``values`` alone
+    (``positions`` says which), the others (integer labels, indices, masks) held fixed. The
+    inner ``jvp``/``vjp`` calls of the rules below may differentiate only float values."""
+    positions = [i for i, v in enumerate(values) if is_float(v)]
+
+    def fun_f(*float_values):
+        full = list(values)
+        for i, v in zip(positions, float_values):
+            full[i] = v
+        return fun(*full)
+    return fun_f, positions
 
 
 def _flat_fun(fun, in_tree, out_store):
@@ -56,8 +70,9 @@ def _custom_vjp_fwd(primals, *, fun, fwd, bwd):
 
 def _custom_vjp_jvp(primals, tangents, *, fun, fwd, bwd):
     from .api import jvp
-    tangents = [instantiate_zeros(t, p) for t, p in zip(tangents, primals)]
-    return jvp(lambda *a: fun(*a), tuple(primals), tuple(tangents))
+    fun_f, positions = _only_float_operands(fun, primals)
+    return jvp(fun_f, tuple(primals[i] for i in positions),
+               tuple(instantiate_zeros(tangents[i], primals[i]) for i in positions))
 
 
 def _custom_vjp_batch(vals, dims, *, fun, fwd, bwd):
@@ -169,10 +184,13 @@ def _custom_jvp_vjp_fwd(primals, *, fun, jvp):
     outs = fun(*primals)
 
     def backward(cts):
-        # t -> jvp(primals, t)[1] is linear, so its VJP at any t is the transpose we need
+        # t -> jvp(primals, t)[1] is linear, so its VJP at any t is the transpose we need;
+        # integer operands keep a zero tangent and get no cotangent
         zeros = [fnp.zeros_like(p) for p in primals]
-        _, pullback = vjp(lambda *t: jvp(primals, list(t))[1], *zeros)
-        return list(pullback(list(cts)))
+        tangent_map, positions = _only_float_operands(lambda *t: jvp(primals, list(t))[1], zeros)
+        _, pullback = vjp(tangent_map, *(zeros[i] for i in positions))
+        cts_f = dict(zip(positions, pullback(list(cts))))
+        return [cts_f.get(i, zeros[i]) for i in range(len(primals))]
     return outs, backward
 
 
@@ -264,8 +282,15 @@ def checkpoint(f):
         return f(*args), args
 
     def bwd(args, ct):
-        _, pullback = vjp(f, *args)
-        return tuple(pullback(ct))
+        # recompute f under vjp, differentiating its float leaves (integer labels or indices
+        # are held fixed and get a zero cotangent)
+        leaves, treedef = tree.flatten(args)
+        f_leaves, positions = _only_float_operands(
+            lambda *ls: f(*tree.unflatten(treedef, ls)), leaves)
+        _, pullback = vjp(f_leaves, *(leaves[i] for i in positions))
+        cts = dict(zip(positions, pullback(ct)))
+        return tuple(tree.unflatten(treedef, [
+            cts[i] if i in cts else np.zeros(shape_of(x), dtype_of(x)) for i, x in enumerate(leaves)]))
 
     wrapped.defvjp(fwd, bwd)
     return wrapped

@@ -361,6 +361,56 @@ def test_custom_jvp_staged_by_make_jaxpr():
 
 
 # --------------------------------------------------------------------------------------------
+# Integer operands (labels, indices) pass through every rule undifferentiated
+# --------------------------------------------------------------------------------------------
+
+def _pick_data():
+    return np.array([0.5, 1.0, 2.0]), np.array([2, 0, 2]), np.array([[2, 0, 0], [1, 1, 2]])
+
+
+def _pick_grad(x, i):
+    """d/dx sum(sin(x[i])): cos(x[i]) scattered back, repeated indices adding up."""
+    g = np.zeros_like(x)
+    np.add.at(g, i, np.cos(x[i]))
+    return g
+
+
+@fgrad.custom_jvp
+def pick_sin(x, i):
+    return fnp.sin(fnp.take(x, i))
+
+
+@pick_sin.defjvp
+def _pick_sin_jvp(primals, tangents):
+    (x, i), (x_dot, _) = primals, tangents     # the integer operand's tangent is a zero
+    return pick_sin(x, i), fnp.cos(fnp.take(x, i)) * fnp.take(x_dot, i)
+
+
+@fgrad.custom_vjp
+def pick_sin_vjp(x, i):
+    return fnp.sin(fnp.take(x, i))
+
+
+pick_sin_vjp.defvjp(lambda x, i: (pick_sin_vjp(x, i), (x, i)),
+                    lambda res, g: (fnp.at(fnp.zeros_like(res[0]))[res[1]].add(fnp.cos(fnp.take(*res)) * g),
+                                    None))
+
+
+@pytest.mark.parametrize("fn", [pick_sin, pick_sin_vjp, fgrad.checkpoint(lambda x, i: fnp.sin(fnp.take(x, i)))],
+                         ids=["custom_jvp", "custom_vjp", "checkpoint"])
+def test_integer_operands_under_every_transform(fn):
+    x, i, batch_i = _pick_data()
+    loss = lambda x, i: fnp.sum(fn(x, i))   # noqa: E731
+    np.testing.assert_allclose(fgrad.grad(loss)(x, i), _pick_grad(x, i), rtol=1e-12)
+    _, t = fgrad.jvp(lambda x: fn(x, i), (x,), (np.ones(3),))
+    np.testing.assert_allclose(t, np.cos(x[i]), rtol=1e-12)
+    per_index = fgrad.vmap(fgrad.grad(loss), in_axes=(None, 0))(x, batch_i)
+    np.testing.assert_allclose(per_index, np.stack([_pick_grad(x, b) for b in batch_i]), rtol=1e-12)
+    counts = np.bincount(i, minlength=3)
+    np.testing.assert_allclose(fgrad.hessian(loss)(x, i), np.diag(-np.sin(x) * counts), rtol=1e-12, atol=1e-15)
+
+
+# --------------------------------------------------------------------------------------------
 # checkpoint
 # --------------------------------------------------------------------------------------------
 
