@@ -1,2 +1,2 @@
 """Every primitive with its implementation and its JVP, VJP and batching rules, one family a file."""
-from . import elementwise, shape, reduction, indexing, dot  # noqa: F401
+from . import elementwise, shape, reduction, indexing, dot, conv  # noqa: F401
