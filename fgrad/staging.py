@@ -73,7 +73,7 @@ class Literal:
         self.val = val
 
     def __repr__(self):
-        return repr(self.val.item() if isinstance(self.val, np.ndarray) else self.val)
+        return repr(self.val.item() if isinstance(self.val, (np.ndarray, np.generic)) else self.val)
 
 
 class Jaxpr:
