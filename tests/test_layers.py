@@ -157,6 +157,12 @@ CASES = [
          normal(3, 4, 6)),
     Case("rms_norm-noaffine", fnn.RMSNorm(6, elementwise_affine=False, dtype=F64),
          lambda: nn.RMSNorm(6, elementwise_affine=False), normal(3, 6)),
+    # embedding (integer inputs: only the table is differentiated)
+    Case("embedding", fnn.Embedding(7, 3, dtype=F64), lambda: nn.Embedding(7, 3),
+         lambda rng: (rng.integers(0, 7, (4, 5)),)),
+    Case("embedding-padding_idx-max_norm", fnn.Embedding(7, 3, padding_idx=-1, max_norm=1.0, dtype=F64),
+         lambda: nn.Embedding(7, 3, padding_idx=-1, max_norm=1.0),
+         lambda rng: (np.array([[0, 6, 2, 2], [6, 1, 0, 3]]),)),
     # activations
     Case("relu", fnn.ReLU(), lambda: nn.ReLU(), normal(4, 5)),
     Case("leaky_relu", fnn.LeakyReLU(0.2), lambda: nn.LeakyReLU(0.2), normal(4, 5)),
@@ -333,3 +339,369 @@ def _flat_tensors(out):
     if isinstance(out, (tuple, list)):
         return [a for o in out for a in _flat_tensors(o)]
     return [out]
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm: running statistics as state
+# --------------------------------------------------------------------------------------------
+
+BATCH_NORMS = [
+    (fnn.BatchNorm1d, nn.BatchNorm1d, (8, 4)),
+    (fnn.BatchNorm1d, nn.BatchNorm1d, (6, 4, 5)),
+    (fnn.BatchNorm2d, nn.BatchNorm2d, (5, 4, 3, 3)),
+    (fnn.BatchNorm3d, nn.BatchNorm3d, (3, 4, 2, 3, 2)),
+]
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.7, None])
+@pytest.mark.parametrize("fnn_cls, torch_cls, shape", BATCH_NORMS, ids=["1d", "1d-3d", "2d", "3d"])
+def test_batch_norm_train_and_eval_match_torch(fnn_cls, torch_cls, shape, momentum, rng):
+    layer = fnn_cls(4, momentum=momentum, eps=1e-3, dtype=F64)
+    params = {"weight": rng.uniform(0.5, 2, 4), "bias": rng.standard_normal(4)}
+    state = layer.init_state()
+    module = torch_cls(4, momentum=momentum, eps=1e-3).double()
+    module.load_state_dict(torch_state_dict(params, state), strict=True)
+    module.train()
+    for _ in range(4):   # several steps: the running statistics must follow torch's step by step
+        x = 3.0 + 2.0 * rng.standard_normal(shape)
+        y, state = layer.apply(params, x, state=state, train=True)
+        np.testing.assert_allclose(y, module(to_torch(x)).detach().numpy(), rtol=1e-10, atol=1e-10)
+        buffers = {k: v.numpy() for k, v in module.state_dict().items() if k not in params}
+        assert sorted(buffers) == sorted(state)
+        for name, value in buffers.items():
+            np.testing.assert_allclose(state[name], value, rtol=1e-12, atol=1e-14, err_msg=name)
+    assert state["num_batches_tracked"].dtype == np.int64
+
+    module.eval()
+    x = rng.standard_normal(shape)
+    y, same_state = layer.apply(params, x, state=state)
+    assert same_state is state
+    np.testing.assert_allclose(y, module(to_torch(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_gradients_match_torch(train, rng):
+    layer = fnn.BatchNorm2d(3, dtype=F64)
+    params = {"weight": rng.uniform(0.5, 2, 3), "bias": rng.standard_normal(3)}
+    state = {"running_mean": rng.standard_normal(3), "running_var": rng.uniform(0.5, 2, 3),
+             "num_batches_tracked": np.array(3)}
+    x, ct = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal((4, 3, 3, 2))
+
+    def loss(params, x):
+        y, new_state = layer.apply(params, x, state=state, train=train)
+        return fgrad.numpy.sum(y * ct), new_state
+
+    (g_params, g_x), new_state = fgrad.grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+    module = nn.BatchNorm2d(3).double()
+    module.load_state_dict(torch_state_dict(params, state))
+    module.train(train)
+    xt = to_torch(x).requires_grad_(True)
+    (module(xt) * to_torch(ct)).sum().backward()
+    np.testing.assert_allclose(g_x, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for name in params:
+        np.testing.assert_allclose(g_params[name], getattr(module, name).grad.numpy(), rtol=1e-9)
+    for name, value in new_state.items():   # the returned statistics are plain values
+        np.testing.assert_allclose(value, module.state_dict()[name].numpy(), rtol=1e-12)
+
+
+def test_batch_norm_without_running_stats_always_uses_the_batch(rng):
+    layer = fnn.BatchNorm1d(4, track_running_stats=False, affine=False, dtype=F64)
+    assert not layer.has_state and layer.init_state() == {} and layer.init(KEY) == {}
+    module = nn.BatchNorm1d(4, track_running_stats=False, affine=False).double().eval()
+    x = rng.standard_normal((6, 4))
+    np.testing.assert_allclose(layer.apply({}, x), module(to_torch(x)).numpy(), rtol=1e-10)
+
+
+def test_sequential_threads_state_key_and_train(rng):
+    model = fnn.Sequential(fnn.Linear(3, 4, dtype=F64), fnn.BatchNorm1d(4, dtype=F64), fnn.ReLU(),
+                           fnn.Dropout(0.5), fnn.Linear(4, 2, dtype=F64))
+    assert model.has_state and model.takes_key
+    params, state = model.init(KEY), model.init_state()
+    assert sorted(state) == ["1"]
+    x = rng.standard_normal((5, 3))
+    y1, s1 = model.apply(params, x, state=state, key=fgrad.random.key(1), train=True)
+    y2, _ = model.apply(params, x, state=state, key=fgrad.random.key(1), train=True)
+    y3, _ = model.apply(params, x, state=state, key=fgrad.random.key(2), train=True)
+    np.testing.assert_array_equal(y1, y2)          # same key, same dropout mask
+    assert not np.array_equal(y1, y3)
+    assert int(s1["1"]["num_batches_tracked"]) == 1
+    # evaluation: no key needed; equals torch's eval forward with the updated running stats
+    y_eval, s_eval = model.apply(params, x, state=s1)
+    assert s_eval == s1
+    module = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Dropout(0.5),
+                           nn.Linear(4, 2)).double().eval()
+    module.load_state_dict(torch_state_dict(params, s1), strict=True)
+    np.testing.assert_allclose(y_eval, module(to_torch(x)).detach().numpy(), rtol=1e-10)
+
+
+# --------------------------------------------------------------------------------------------
+# Dropout
+# --------------------------------------------------------------------------------------------
+
+def test_dropout_is_inverted_bernoulli_and_keyed():
+    x = np.ones((200, 500))
+    drop = fnn.Dropout(0.3)
+    y = drop.apply({}, x, key=fgrad.random.key(3), train=True)
+    assert set(np.unique(y)) == {0.0, 1 / 0.7}
+    assert abs((y == 0).mean() - 0.3) < 0.005      # 100k draws: std of the fraction ~0.0015
+    np.testing.assert_array_equal(y, drop.apply({}, x, key=fgrad.random.key(3), train=True))
+    assert not np.array_equal(y, drop.apply({}, x, key=fgrad.random.key(4), train=True))
+    assert drop.apply({}, x) is x                  # evaluation: the identity, no key needed
+    # the gradient is the mask scaled by 1 / (1 - p)
+    g = fgrad.grad(lambda v: fgrad.numpy.sum(drop.apply({}, v, key=fgrad.random.key(3), train=True)))(x)
+    np.testing.assert_array_equal(g, y)
+
+
+@pytest.mark.parametrize("layer, call", [
+    (fnn.LSTM(3, 4, 2, dropout=0.5), lambda l, p, x, k: l.apply(p, x, key=k, train=True)[0]),
+    (fnn.TransformerEncoderLayer(8, 2, 16, dropout=0.5),
+     lambda l, p, x, k: l.apply(p, x, key=k, train=True)),
+    (fnn.MultiheadAttention(8, 2, dropout=0.5),
+     lambda l, p, x, k: l.apply(p, x, x, x, dropout_key=k, train=True)[0]),
+], ids=["lstm", "encoder", "mha"])
+def test_layers_with_dropout_are_random_only_when_training(layer, call, rng):
+    params = layer.init(KEY)
+    x = rng.standard_normal((5, 2, layer.input_size if isinstance(layer, fnn.LSTM) else 8)).astype(np.float32)
+    a, b = call(layer, params, x, fgrad.random.key(0)), call(layer, params, x, fgrad.random.key(1))
+    np.testing.assert_array_equal(a, call(layer, params, x, fgrad.random.key(0)))
+    assert not np.allclose(a, b)
+    with pytest.raises(ValueError, match="key"):
+        call(layer, params, x, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Initial distributions: the same as torch's defaults
+# --------------------------------------------------------------------------------------------
+
+def ks_statistic(a, b):
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    points = np.concatenate([a, b])
+    return np.abs(np.searchsorted(a, points, side="right") / a.size
+                  - np.searchsorted(b, points, side="right") / b.size).max()
+
+
+INIT_CASES = [
+    (fnn.Linear(300, 200), lambda: nn.Linear(300, 200)),
+    (fnn.Bilinear(20, 30, 40), lambda: nn.Bilinear(20, 30, 40)),
+    (fnn.Conv2d(16, 32, 3), lambda: nn.Conv2d(16, 32, 3)),
+    (fnn.Conv1d(8, 16, 5, groups=4), lambda: nn.Conv1d(8, 16, 5, groups=4)),
+    (fnn.ConvTranspose2d(16, 8, 3, groups=2), lambda: nn.ConvTranspose2d(16, 8, 3, groups=2)),
+    (fnn.Embedding(500, 40, padding_idx=3), lambda: nn.Embedding(500, 40, padding_idx=3)),
+    (fnn.LSTM(40, 64, 2, bidirectional=True, proj_size=16),
+     lambda: nn.LSTM(40, 64, 2, bidirectional=True, proj_size=16)),
+    (fnn.GRU(40, 64), lambda: nn.GRU(40, 64)),
+    (fnn.MultiheadAttention(64, 4, add_bias_kv=True), lambda: nn.MultiheadAttention(64, 4, add_bias_kv=True)),
+    (fnn.MultiheadAttention(64, 4, kdim=32, vdim=48), lambda: nn.MultiheadAttention(64, 4, kdim=32, vdim=48)),
+    (fnn.TransformerDecoderLayer(32, 4, 64), lambda: nn.TransformerDecoderLayer(32, 4, 64)),
+    (fnn.GroupNorm(4, 16), lambda: nn.GroupNorm(4, 16)),
+    (fnn.RMSNorm(16), lambda: nn.RMSNorm(16)),
+]
+
+
+@pytest.mark.parametrize("layer, module", INIT_CASES, ids=[type(c[0]).__name__ for c in INIT_CASES])
+def test_init_distributions_match_torch(layer, module):
+    """Per leaf: constant leaves are equal; random ones pass a two-sample KS test at the 0.1%
+    level against torch's draws, with close standard deviations and means. (The exact bounds
+    and scales of each initialiser are checked in test_init_io.py.)"""
+    params = fnn.io.to_torch_state_dict(layer.init(fgrad.random.key(1)))
+    torch.manual_seed(1)
+    reference = {k: v.detach().numpy() for k, v in module().state_dict().items()}
+    assert sorted(params) == sorted(reference)
+    for name, ours in params.items():
+        theirs = reference[name]
+        assert ours.dtype == theirs.dtype == np.float32, name
+        if np.all(theirs == theirs.flat[0]):
+            np.testing.assert_array_equal(ours, theirs, err_msg=name)
+            continue
+        n, m = ours.size, theirs.size
+        assert ks_statistic(ours, theirs) < 1.95 * math.sqrt((n + m) / (n * m)), name
+        if n >= 100:
+            np.testing.assert_allclose(ours.std(), theirs.std(), rtol=0.1, err_msg=name)
+            np.testing.assert_allclose(ours.mean(), theirs.mean(), atol=0.2 * theirs.std(), err_msg=name)
+
+
+def test_embedding_padding_row_starts_at_zero():
+    weight = fnn.Embedding(5, 3, padding_idx=-2).init(KEY)["weight"]
+    np.testing.assert_array_equal(weight[3], 0.0)
+    assert np.all(weight[[0, 1, 2, 4]] != 0)
+
+
+def test_init_is_deterministic_and_vmappable():
+    layer = fnn.Linear(4, 3)
+    keys = fgrad.random.split(KEY, 5)
+    ensemble = fgrad.vmap(layer.init)(keys)
+    assert ensemble["weight"].shape == (5, 3, 4) and ensemble["bias"].shape == (5, 3)
+    for i in range(5):
+        single = layer.init(keys[i])
+        np.testing.assert_array_equal(ensemble["weight"][i], single["weight"])
+    assert not np.array_equal(ensemble["weight"][0], ensemble["weight"][1])
+
+
+# --------------------------------------------------------------------------------------------
+# torch state_dict round trips
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", CASES[::4], ids=[c.id for c in CASES[::4]])
+def test_state_dict_round_trip_through_torch(case):
+    params = case.layer.init(KEY)
+    module = _torch_module(case, params)
+    back = fnn.io.from_torch_state_dict(module.state_dict(), params)
+    assert tree.structure(back) == tree.structure(params)
+    for a, b in zip(tree.leaves(back), tree.leaves(params)):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+
+
+def test_torch_initialised_module_loads_with_buffers_and_dtype_cast(rng):
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU())   # float32
+    module.train()
+    module(torch.randn(4, 2, 5, 5))                                           # move the statistics
+    model = fnn.Sequential(fnn.Conv2d(2, 3, 3, dtype=F64), fnn.BatchNorm2d(3, dtype=F64), fnn.ReLU())
+    params, state = fnn.io.from_torch_state_dict(module.state_dict(), model.init(KEY), model.init_state())
+    assert params["0"]["weight"].dtype == F64 and state["1"]["num_batches_tracked"] == 1
+    module.double().eval()
+    x = rng.standard_normal((2, 2, 5, 5))
+    y, _ = model.apply(params, x, state=state)
+    np.testing.assert_allclose(y, module(to_torch(x)).detach().numpy(), rtol=1e-6)
+
+
+def test_from_torch_state_dict_lists_every_difference():
+    like = fnn.Sequential(fnn.Linear(3, 4), fnn.Linear(4, 2)).init(KEY)
+    sd = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2, bias=False), nn.Linear(2, 2)).state_dict()
+    with pytest.raises(ValueError) as err:
+        fnn.io.from_torch_state_dict(sd, like)
+    message = str(err.value)
+    assert "missing from the state_dict: '1.bias'" in message
+    assert "in the state_dict but not in the template: '2.weight', '2.bias'" in message
+    assert "shape of '0.weight': the state_dict (5, 3), the template (4, 3)" in message
+    assert "shape of '1.weight'" in message
+
+
+# --------------------------------------------------------------------------------------------
+# Errors name the layer, what it expected and what it got
+# --------------------------------------------------------------------------------------------
+
+ERRORS = [
+    ("conv2d rank", lambda: fnn.Conv2d(3, 4, 3).apply(fnn.Conv2d(3, 4, 3).init(KEY), np.zeros((8, 8))),
+     r"Conv2d\(in_channels=3.*expected input of shape \(C, H, W\) or \(N, C, H, W\), got shape \(8, 8\)"),
+    ("conv2d channels", lambda: fnn.Conv2d(3, 4, 3).apply(fnn.Conv2d(3, 4, 3).init(KEY), np.zeros((2, 4, 8, 8))),
+     r"Conv2d.*size 4 at axis -3 \(shape \(2, 4, 8, 8\)\), expected in_channels=3"),
+    ("linear features", lambda: fnn.Linear(3, 2).apply(fnn.Linear(3, 2).init(KEY), np.zeros((5, 4))),
+     r"Linear\(in_features=3.*size 4 at axis -1 .*expected in_features=3"),
+    ("missing param", lambda: fnn.Linear(3, 2).apply({"weight": np.zeros((2, 3))}, np.zeros(3)),
+     r"Linear.*params do not match the layer: missing 'bias'"),
+    ("extra param", lambda: fnn.Linear(3, 2, bias=False).apply(
+        {"weight": np.zeros((2, 3)), "bias": np.zeros(2)}, np.zeros(3)), r"unexpected 'bias'"),
+    ("nested param", lambda: fnn.Sequential(fnn.Linear(3, 2), fnn.Linear(2, 1)).apply(
+        {"0": {"weight": np.zeros((2, 3)), "bias": np.zeros(2)}, "1": {"weight": np.zeros((1, 3)),
+                                                                      "bias": np.zeros(1)}},
+        np.zeros(3)), r"Sequential\(Linear, Linear\).*'1.weight' has shape \(1, 3\), expected \(1, 2\)"),
+    ("params not a dict", lambda: fnn.Linear(3, 2).apply(np.zeros((2, 3)), np.zeros(3)),
+     r"params must be the dict returned by init\(key\), got ndarray"),
+    ("lstm hx", lambda: fnn.LSTM(3, 4).apply(fnn.LSTM(3, 4).init(KEY), np.zeros((5, 2, 3)), np.zeros((1, 2, 4))),
+     r"LSTM.*hx must have shape \(\(1, 2, 4\), \(1, 2, 4\)\)"),
+    ("lstm input", lambda: fnn.LSTM(3, 4).apply(fnn.LSTM(3, 4).init(KEY), np.zeros((5, 2, 2))),
+     r"expected input_size=3"),
+    ("mha mask", lambda: fnn.MultiheadAttention(4, 2).apply(
+        fnn.MultiheadAttention(4, 2).init(KEY), *(np.zeros((3, 2, 4)),) * 3, attn_mask=np.zeros((2, 3))),
+     r"attn_mask must have shape \(3, 3\) or \(4, 3, 3\), got \(2, 3\)"),
+    ("mha padding", lambda: fnn.MultiheadAttention(4, 2).apply(
+        fnn.MultiheadAttention(4, 2).init(KEY), *(np.zeros((3, 2, 4)),) * 3,
+        key_padding_mask=np.zeros((3, 2), bool)), r"key_padding_mask must have shape \(2, 3\)"),
+    ("batchnorm state", lambda: fnn.BatchNorm2d(3).apply(fnn.BatchNorm2d(3).init(KEY), np.zeros((2, 3, 4, 4))),
+     r"BatchNorm2d.*needs state=.*init_state\(\)"),
+    ("batchnorm rank", lambda: fnn.BatchNorm2d(3).apply(fnn.BatchNorm2d(3).init(KEY), np.zeros((2, 3)),
+                                                        state=fnn.BatchNorm2d(3).init_state()),
+     r"expected input of shape \(N, C, H, W\), got shape \(2, 3\)"),
+    ("dropout key", lambda: fnn.Dropout(0.1).apply({}, np.zeros(3), train=True), r"Dropout.*needs key="),
+    ("embedding dtype", lambda: fnn.Embedding(4, 2).apply(fnn.Embedding(4, 2).init(KEY), np.zeros(3)),
+     r"Embedding.*ids must be integers, got dtype float64"),
+    ("layernorm shape", lambda: fnn.LayerNorm(4).apply(fnn.LayerNorm(4).init(KEY), np.zeros((2, 3))),
+     r"LayerNorm.*expected input of shape \(\*, 4\)"),
+    ("conv groups", lambda: fnn.Conv2d(3, 4, 3, groups=2), r"Conv2d: groups=2 must divide in_channels=3"),
+    ("conv padding", lambda: fnn.Conv1d(3, 4, 3, padding="full"), r"padding must be an int, a tuple"),
+    ("mha heads", lambda: fnn.MultiheadAttention(6, 4), r"embed_dim=6 must be divisible by num_heads=4"),
+    ("sequential item", lambda: fnn.Sequential(fnn.Linear(2, 2), np.tanh),
+     r"Sequential: layer 1 must be an fnn layer, got ufunc; wrap plain functions in fnn.Lambda"),
+    ("dtype", lambda: fnn.Linear(2, 2, dtype=np.int32), r"Linear: dtype must be a floating dtype, got int32"),
+]
+
+
+@pytest.mark.parametrize("make, pattern", [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
+def test_errors_are_clear(make, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        make()
+
+
+def test_layers_are_immutable_hashable_values():
+    layer = fnn.Conv2d(3, 4, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        layer.in_channels = 5
+    assert layer == fnn.Conv2d(3, 4, (3, 3)) and hash(layer) == hash(fnn.Conv2d(3, 4, (3, 3)))
+    assert layer.kernel_size == (3, 3) and layer.padding == (0, 0)
+    assert fnn.Linear(2, 2, dtype="float64").dtype == np.dtype(np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis: drawn hyper-parameters and shapes
+# --------------------------------------------------------------------------------------------
+
+def _check_against_torch(layer, module, inputs, kwargs=None):
+    case = Case("drawn", layer, module, lambda rng: inputs, kwargs or {})
+    params = layer.init(KEY)
+    module = _torch_module(case, params)
+    got, expected = fnn_leaves(_run_fnn(case, params, inputs)), torch_leaves(_run_torch(case, module, inputs))
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-10)
+
+
+@settings(max_examples=settings.default.max_examples)
+@given(batch=st.integers(1, 3), c_in=st.sampled_from([2, 4]), c_out=st.sampled_from([2, 4]),
+       kernel=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 1),
+       dilation=st.integers(1, 2), groups=st.sampled_from([1, 2]), size=st.integers(6, 9),
+       transposed=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_drawn_convolutions_match_torch(batch, c_in, c_out, kernel, stride, padding, dilation, groups,
+                                        size, transposed, seed):
+    x = np.random.default_rng(seed).standard_normal((batch, c_in, size, size - 1))
+    if transposed:
+        layer = fnn.ConvTranspose2d(c_in, c_out, kernel, stride, padding, groups=groups, dilation=dilation,
+                                    dtype=F64)
+        module = lambda: nn.ConvTranspose2d(c_in, c_out, kernel, stride, padding, groups=groups,  # noqa: E731
+                                            dilation=dilation)
+    else:
+        layer = fnn.Conv2d(c_in, c_out, kernel, stride, padding, dilation, groups, dtype=F64)
+        module = lambda: nn.Conv2d(c_in, c_out, kernel, stride, padding, dilation, groups)  # noqa: E731
+    _check_against_torch(layer, module, (x,))
+
+
+@settings(max_examples=settings.default.max_examples)
+@given(kind=st.sampled_from(["RNN", "LSTM", "GRU"]), length=st.integers(1, 4), batch=st.integers(1, 3),
+       layers=st.integers(1, 2), bidirectional=st.booleans(), batch_first=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_drawn_recurrent_layers_match_torch(kind, length, batch, layers, bidirectional, batch_first, seed):
+    shape = (batch, length, 3) if batch_first else (length, batch, 3)
+    x = np.random.default_rng(seed).standard_normal(shape)
+    layer = getattr(fnn, kind)(3, 4, layers, batch_first=batch_first, bidirectional=bidirectional, dtype=F64)
+    _check_against_torch(layer, lambda: getattr(nn, kind)(3, 4, layers, batch_first=batch_first,
+                                                          bidirectional=bidirectional), (x,))
+
+
+@settings(max_examples=settings.default.max_examples)
+@given(target=st.integers(1, 4), source=st.integers(1, 5), batch=st.integers(1, 3),
+       heads=st.sampled_from([1, 2, 4]), pad=st.booleans(), masked=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_drawn_attention_matches_torch(target, source, batch, heads, pad, masked, seed):
+    rng = np.random.default_rng(seed)
+    q, k, v = rng.standard_normal((target, batch, 8)), rng.standard_normal((source, batch, 8)), \
+        rng.standard_normal((source, batch, 8))
+    kwargs = {}
+    if pad:    # hide the last key of the first example (at least one key stays visible)
+        hidden = np.zeros((batch, source), bool)
+        hidden[0, -1] = source > 1
+        kwargs["key_padding_mask"] = np.where(hidden, -np.inf, 0.0)     # a float padding mask
+    if masked:
+        kwargs["attn_mask"] = rng.standard_normal((target, source))
+    _check_against_torch(fnn.MultiheadAttention(8, heads, dtype=F64), lambda: nn.MultiheadAttention(8, heads),
+                         (q, k, v), kwargs)

@@ -172,7 +172,7 @@ class MultiheadAttention(Module):
         heads = functools.partial(_split_heads, heads=h)
         q, k, v = heads(q), heads(k), heads(v)                     # (N, H, len, E / H)
         scores = fnp.matmul(q * (1.0 / math.sqrt(e // h)), fnp.swapaxes(k, -1, -2))  # (N, H, L, S)
-        extra = s - (shape_of(key_padding_mask)[-1] if key_padding_mask is not None else s)
+        extra = int(self.add_bias_kv) + int(self.add_zero_attn)    # key columns appended by _project
         mask = self._mask(attn_mask, is_causal, key_padding_mask, n, length, s, extra, dtype_of(q))
         if mask is not None:
             scores = scores + mask
