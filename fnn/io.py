@@ -53,9 +53,9 @@ _PY_TYPES = {name: typ for typ, name in _PY_SCALARS.items()}
 def save(path, params, *, compress=False):
     """Write the pytree ``params`` to ``path`` (exactly that name) as an ``.npz`` archive.
 
-    Leaves may be NumPy arrays, NumPy scalars or Python ``bool``/``int``/``float``/``complex``
-    (returned as the same Python type by :func:`load`); object arrays are refused (they would
-    need pickle). ``compress=True`` deflates the members. The file appears atomically.
+    Leaves may be NumPy arrays, NumPy scalars (loaded back as 0-d arrays) or Python
+    ``bool``/``int``/``float``/``complex`` (loaded back as the same Python type); object arrays
+    are refused (they would need pickle). ``compress=True`` deflates the members. The file appears atomically.
     """
     description, arrays = _describe(params, path)
     directory = os.path.dirname(os.path.abspath(path))

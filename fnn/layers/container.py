@@ -113,10 +113,11 @@ class Sequential(Module):
             kwargs = {"train": train} if layer.takes_key or layer.has_state else {}
             if layer.takes_key:
                 kwargs["key"] = None if keys is None else keys[i]
+            layer_params = params.get(name, {})      # a layer without params may be left out
             if layer.has_state:
-                x, new_state[name] = layer.apply(params[name], x, state=state[name], **kwargs)
+                x, new_state[name] = layer.apply(layer_params, x, state=state[name], **kwargs)
             else:
-                x = layer.apply(params[name], x, **kwargs)
+                x = layer.apply(layer_params, x, **kwargs)
         return (x, new_state) if self.has_state else x
 
 
