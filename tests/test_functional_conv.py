@@ -21,6 +21,8 @@ from fgrad.primitives.conv import col2im, conv_windows
 from functional_torch import check_against_torch
 
 SETTINGS = settings(deadline=None, max_examples=15)
+# torch's pooling and unfold call into TorchScript, which warns about its own deprecation
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 
 
 def _rng(seed):

@@ -12,6 +12,7 @@ on a mutation that never happens.
 
 >>> import numpy as np, fgrad, fnn.functional as F
 >>> fgrad.grad(lambda x: F.gelu(x).sum())(np.linspace(-2, 2, 5))
+array([-0.0852318 , -0.08331547,  0.5       ,  1.08331547,  1.0852318 ])
 """
 from __future__ import annotations
 

@@ -105,8 +105,8 @@ def _contract_windows(cols, weight, groups, n):
     """``out[b, o, *p] = sum_{c, *k} cols[b, c, *p, *k] weight[o, c, *k]`` within each group.
 
     Layout, chosen by measurement: the windows are contracted in the order ``(*kernel, c)``,
-    channels last. Copying a window view into that order reads runs of ``c`` and is about 2.5x
-    faster than the order ``(c, *kernel)``; the weight gradient copies the windows in the same
+    channels last. Copying a window view into that order reads runs of ``c`` and is over twice
+    as fast as the order ``(c, *kernel)``; the weight gradient copies the windows in the same
     order, and the input gradient arrives channels-last, which ``col2im`` reads in contiguous
     runs. The transposes below are views; only ``dot_general`` copies.
     """

@@ -139,7 +139,8 @@ def _avg_poolnd(n, name, input, kernel_size, stride, padding, ceil_mode, count_i
     if divisor_override:
         out = total / divisor_override
     else:
-        out = total / _avg_divisor(shape_of(x)[2:], pads, kernel, stride, count_include_pad)
+        divisor = _avg_divisor(shape_of(x)[2:], pads, kernel, stride, count_include_pad)
+        out = total / divisor.astype(dtype_of(total))
     return out[0] if unbatched else out
 
 
