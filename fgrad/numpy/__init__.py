@@ -7,7 +7,9 @@ from . import _funcs
 from ._funcs import *  # noqa: F401,F403
 from ._funcs import (abs, all, any, max, min, round, sum)  # noqa: F401 - builtins' names
 from . import _tracer_methods  # noqa: F401 - attaches operators and methods to Tracer
+from . import linalg  # noqa: F401
+from ._einsum import einsum  # noqa: F401
 
 __all__ = [n for n in dir(_funcs) if not n.startswith("_") and n not in (
     "annotations", "builtins", "math", "operator", "np", "Tracer", "bind", "dtype_of", "shape_of",
-    "ew", "ix", "red", "sh")]
+    "ew", "ix", "red", "sh")] + ["einsum", "linalg"]

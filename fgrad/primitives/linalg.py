@@ -13,8 +13,10 @@ Conventions (those of JAX and ``torch.linalg``):
 * ``cholesky`` and ``eigh`` are functions of a *symmetric* matrix (NumPy reads only the lower
   triangle). Their JVPs symmetrise the tangent first and their VJPs return symmetric
   cotangents, so the two rules are adjoint to each other and match ``torch.func``.
-* ``eigh``'s derivative divides by eigenvalue gaps ``w_j - w_i``: it is correct only for
-  distinct eigenvalues (repeated ones give inf/NaN, as in JAX and torch).
+* ``eigh``'s derivative divides by eigenvalue gaps ``w_j - w_i``: it assumes distinct
+  eigenvalues. A pair with an exactly zero gap contributes nothing (exact for functions of the
+  eigenvalues alone, where g_V = 0); nearly equal eigenvalues make it blow up, as in JAX and
+  torch, because the eigenvectors themselves are then ill-defined.
 * Every rule is written in fgrad operations (``@`` on tracers is ``fnp.matmul``), so higher
   derivatives and ``vmap`` of derivatives need nothing more.
 """
@@ -59,7 +61,7 @@ def _phi(x):
 
 
 def _linalg_dtype(*avals):
-    """The dtype np.linalg computes in: float32 stays float32, everything else is float64."""
+    """The dtype np.linalg computes in: float32 stays float32; float64 and integers use float64."""
     return np.result_type(*(dtype_of(a) for a in avals), np.float32)
 
 
@@ -78,7 +80,7 @@ inv_p.abstract_eval = lambda a: _aval(shape_of(a), a)
 vectorized_batch_rule(inv_p)
 
 
-# --- solve: x = A^-1 b, with b a stack of matrices (..., n, k) --------------------------------------
+# --- solve: x = A^-1 b, with b a stack of matrices (..., n, k) -----------------------------------
 
 solve_p = Primitive("solve", lambda a, b: np.linalg.solve(a, b))
 
@@ -138,7 +140,7 @@ triangular_solve_p.abstract_eval = lambda a, b, *, lower: _aval(shape_of(b), a, 
 vectorized_batch_rule(triangular_solve_p)
 
 
-# --- slogdet: (sign det A, log |det A|) -------------------------------------------------------------
+# --- slogdet: (sign det A, log |det A|) ----------------------------------------------------------
 
 slogdet_p = Primitive("slogdet", lambda a: list(np.linalg.slogdet(a)), multiple_results=True)
 
@@ -157,7 +159,7 @@ slogdet_p.abstract_eval = lambda a: [_aval(shape_of(a)[:-2], a)] * 2
 vectorized_batch_rule(slogdet_p)
 
 
-# --- cholesky: A = L L^T with L lower triangular -----------------------------------------------------
+# --- cholesky: A = L L^T with L lower triangular -------------------------------------------------
 
 cholesky_p = Primitive("cholesky", lambda a: np.linalg.cholesky(a))
 
@@ -188,17 +190,16 @@ cholesky_p.abstract_eval = lambda a: _aval(shape_of(a), a)
 vectorized_batch_rule(cholesky_p)
 
 
-# --- eigh: A = V diag(w) V^T with ascending w and orthonormal V ---------------------------------------
+# --- eigh: A = V diag(w) V^T with ascending w and orthonormal V ----------------------------------
 
 eigh_p = Primitive("eigh", lambda a: list(np.linalg.eigh(a)), multiple_results=True)
 
 
 def _gap_inverses(w):
-    """F_ij = 1 / (w_j - w_i) off the diagonal, 0 on it (assumes distinct eigenvalues)."""
-    n = shape_of(w)[-1]
-    on_diag = np.eye(n, dtype=bool)
+    """F_ij = 1 / (w_j - w_i), and 0 where the gap is exactly 0 (the diagonal, repeated w)."""
     gaps = fnp.expand_dims(w, -2) - fnp.expand_dims(w, -1)
-    return fnp.where(on_diag, 0, 1 / fnp.where(on_diag, 1, gaps))
+    no_gap = gaps == 0
+    return fnp.where(no_gap, 0, 1 / fnp.where(no_gap, 1, gaps))
 
 
 def _eigh_jvp(primals, tangents):

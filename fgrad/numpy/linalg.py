@@ -1,0 +1,261 @@
+"""``fgrad.numpy.linalg``: NumPy's linear algebra, differentiable and batchable.
+
+The functions take NumPy's arguments and return what ``numpy.linalg`` returns on plain
+arrays; inside a transform they bind the primitives of ``fgrad/primitives/linalg.py``, which
+carry the derivative and batching rules. Leading axes are batch axes, as in NumPy::
+
+    >>> import numpy as np, fgrad, fgrad.numpy as fnp
+    >>> logdet = lambda a: fnp.linalg.slogdet(a).logabsdet
+    >>> a = np.eye(3) * 2.0
+    >>> fgrad.grad(logdet)(a)                           # = inv(a).T
+    >>> fgrad.vmap(fgrad.hessian(logdet))(np.stack([a, 3 * a])).shape
+    (2, 3, 3, 3, 3)
+
+Differences from NumPy, written down: ``cholesky`` and ``eigh`` differentiate as functions of
+a symmetric matrix (their gradients are symmetric, as in JAX and torch); ``eigh``'s
+derivative needs distinct eigenvalues; ``norm``'s 2-norm has gradient 0 at 0 (as torch);
+``norm`` does not compute the matrix norms that need singular values (``ord=2, -2, 'nuc'``).
+``solve_triangular`` is SciPy's function (``scipy.linalg.solve_triangular``), batched.
+"""
+from __future__ import annotations
+
+import builtins
+from collections import namedtuple
+
+import numpy as np
+
+from ..core import dtype_of, shape_of
+from ..primitives import linalg as la
+from ._funcs import (_arr, _axis, abs, astype, bind, broadcast_to, exp, matmul, max, min,
+                     ndim, reshape, sqrt, squeeze, sum, swapaxes, where)
+
+__all__ = ["LinAlgError", "SlogdetResult", "EighResult", "inv", "solve", "solve_triangular",
+           "det", "slogdet", "cholesky", "eigh", "eigvalsh", "norm", "matrix_power"]
+
+LinAlgError = np.linalg.LinAlgError
+SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
+EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+
+
+def _float(a):
+    """``a`` as an array of a float dtype (np.linalg computes integers in float64)."""
+    a = _arr(a)
+    return a if dtype_of(a).kind == "f" else astype(a, np.float64)
+
+
+def _check_square(fn, a):
+    s = shape_of(a)
+    if len(s) < 2 or s[-1] != s[-2]:
+        raise LinAlgError(f"fgrad.numpy.linalg.{fn}: expected a square matrix or a stack of them, "
+                          f"shape (..., n, n), got shape {s}")
+
+
+def _matrix_rhs(fn, a, b):
+    """``(a, b_matrix, vector)``: ``b`` as a stack of columns with ``a``'s leading axes.
+
+    As ``numpy.linalg.solve`` in NumPy 2: a 1-D ``b`` of shape (n,) is one vector; any other
+    ``b`` is a stack of (n, k) matrices. Leading axes of ``a`` and ``b`` broadcast.
+    """
+    n = shape_of(a)[-1]
+    vector = ndim(b) == 1
+    bm = reshape(b, (-1, 1)) if vector else b
+    sb = shape_of(bm)
+    if len(sb) < 2 or sb[-2] != n:
+        raise ValueError(f"fgrad.numpy.linalg.{fn}: a of shape {shape_of(a)} needs b of shape "
+                         f"({n},) or (..., {n}, k), got b of shape {shape_of(b)}")
+    try:
+        batch = np.broadcast_shapes(shape_of(a)[:-2], sb[:-2])
+    except ValueError:
+        raise ValueError(f"fgrad.numpy.linalg.{fn}: the leading (batch) axes of a {shape_of(a)} "
+                         f"and b {shape_of(b)} cannot be broadcast together") from None
+    return broadcast_to(a, batch + (n, n)), broadcast_to(bm, batch + sb[-2:]), vector
+
+
+def inv(a):
+    """The inverse of each (n, n) matrix in ``a`` (..., n, n)."""
+    a = _float(a)
+    _check_square("inv", a)
+    return bind(la.inv_p, a)
+
+
+def solve(a, b):
+    """``x`` with ``a @ x == b``: ``a`` (..., n, n); ``b`` (n,) (one vector, result (..., n)) or
+    (..., n, k) (a stack of matrices, result (..., n, k)), with broadcast leading axes."""
+    a, b = _float(a), _float(b)
+    _check_square("solve", a)
+    a, bm, vector = _matrix_rhs("solve", a, b)
+    x = bind(la.solve_p, a, bm)
+    return squeeze(x, -1) if vector else x
+
+
+def solve_triangular(a, b, trans=0, lower=False):
+    """``x`` with ``op(a) @ x == b`` for triangular ``a``, as ``scipy.linalg.solve_triangular``.
+
+    Only the lower (``lower=True``) or upper triangle of ``a`` is read, and only that triangle
+    gets a derivative. ``trans``: 0 or 'N' solves ``a x = b``; 1, 'T', 2 or 'C' solves
+    ``a^T x = b``. ``b`` is (n,) or (..., n, k) as in :func:`solve`, and leading axes broadcast.
+    """
+    a, b = _float(a), _float(b)
+    _check_square("solve_triangular", a)
+    if trans in (1, 2, "T", "C"):
+        a, lower = swapaxes(a, -1, -2), not lower
+    elif trans not in (0, "N"):
+        raise ValueError(f"fgrad.numpy.linalg.solve_triangular: trans must be 0, 1, 2, 'N', 'T' "
+                         f"or 'C', got {trans!r}")
+    a, bm, vector = _matrix_rhs("solve_triangular", a, b)
+    x = bind(la.triangular_solve_p, a, bm, lower=builtins.bool(lower))
+    return squeeze(x, -1) if vector else x
+
+
+def slogdet(a):
+    """``(sign, logabsdet)`` with ``det(a) = sign * exp(logabsdet)``, computed without overflow.
+
+    ``logabsdet`` has derivative ``tr(a^-1 da)`` (its gradient is ``inv(a).T``); ``sign`` has none.
+    """
+    a = _float(a)
+    _check_square("slogdet", a)
+    return SlogdetResult(*bind(la.slogdet_p, a))
+
+
+def det(a):
+    """The determinant, as ``sign * exp(logabsdet)``. Its gradient ``det(a) inv(a).T`` is
+    computed through ``inv(a)``, so it needs an invertible ``a`` (torch also handles singular
+    matrices, where the gradient is the transposed adjugate)."""
+    sign, logabsdet = slogdet(a)
+    return sign * exp(logabsdet)
+
+
+def cholesky(a, *, upper=False):
+    """The lower-triangular ``L`` with ``a = L @ L.T`` (``upper=True``: ``L.T``) of each
+    symmetric positive-definite matrix. Only the lower triangle of ``a`` is read; the
+    derivative treats ``a`` as symmetric (the gradient is symmetric, as torch's)."""
+    a = _float(a)
+    _check_square("cholesky", a)
+    L = bind(la.cholesky_p, a)
+    return swapaxes(L, -1, -2) if upper else L
+
+
+def eigh(a, UPLO="L"):  # noqa: N803 - NumPy's argument name
+    """``(eigenvalues, eigenvectors)`` of each symmetric matrix: ascending ``w`` (..., n) and
+    orthonormal columns ``V`` (..., n, n) with ``a @ V == V * w``.
+
+    Only the ``UPLO`` ('L' or 'U') triangle is read. The derivative treats ``a`` as symmetric
+    and assumes distinct eigenvalues: it divides by the gaps ``w_j - w_i`` (a pair with an
+    exactly zero gap contributes nothing, which is exact for functions of the eigenvalues
+    alone; nearly equal eigenvalues make the eigenvector derivative blow up, as in JAX and
+    torch). Eigenvectors are defined up to sign, so compare them up to sign.
+    """
+    a = _float(a)
+    _check_square("eigh", a)
+    if UPLO not in ("L", "U"):
+        raise ValueError(f"fgrad.numpy.linalg.eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    if UPLO == "U":   # the upper triangle of a is the lower triangle of a^T
+        a = swapaxes(a, -1, -2)
+    return EighResult(*bind(la.eigh_p, a))
+
+
+def eigvalsh(a, UPLO="L"):  # noqa: N803 - NumPy's argument name
+    """The ascending eigenvalues of each symmetric matrix (see :func:`eigh`)."""
+    return eigh(a, UPLO).eigenvalues
+
+
+def matrix_power(a, n):
+    """``a`` multiplied by itself ``n`` times (``n < 0``: powers of ``inv(a)``; ``n = 0``: the
+    identity), by repeated squaring."""
+    a = _arr(a)
+    _check_square("matrix_power", a)
+    if not isinstance(n, (int, np.integer)):
+        raise TypeError(f"fgrad.numpy.linalg.matrix_power: the exponent must be an int, got {n!r}")
+    if n == 0:
+        return np.broadcast_to(np.eye(shape_of(a)[-1], dtype=dtype_of(a)), shape_of(a)).copy()
+    if n < 0:
+        a, n = inv(a), -n
+    result = None
+    while n:   # a^n = product of a^(2^k) over the set bits k of n
+        if n & 1:
+            result = a if result is None else matmul(result, a)
+        n >>= 1
+        if n:
+            a = matmul(a, a)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# norm
+# --------------------------------------------------------------------------------------------
+
+def _two_norm(x, axes, keepdims):
+    """sqrt(sum x^2) over ``axes``, with derivative 0 (not NaN) where the norm is 0, as torch."""
+    squares = sum(x * x, axis=axes, keepdims=keepdims)
+    is_zero = squares == 0
+    # sqrt'(0) is infinite; take the root of 1 there so no inf * 0 reaches the derivative
+    return where(is_zero, 0, sqrt(where(is_zero, 1, squares)))
+
+
+def _vector_norm(x, ord, axis, keepdims):  # noqa: A002 - NumPy's argument name
+    if ord is None or ord == 2:
+        return _two_norm(x, (axis,), keepdims)
+    if isinstance(ord, str):
+        raise ValueError(f"fgrad.numpy.linalg.norm: ord={ord!r} is a matrix norm; vector norms "
+                         f"take a number (inf, -inf, 0, 1, 2, p)")
+    if ord == np.inf:
+        return max(abs(x), axis=axis, keepdims=keepdims)
+    if ord == -np.inf:
+        return min(abs(x), axis=axis, keepdims=keepdims)
+    if ord == 0:   # the number of non-zeros: no derivative
+        return sum(astype(x != 0, dtype_of(x)), axis=axis, keepdims=keepdims)
+    if ord == 1:
+        return sum(abs(x), axis=axis, keepdims=keepdims)
+    # (sum |x|^p)^(1/p), with derivative 0 where the norm is 0 (the root's slope is infinite there)
+    powers = sum(abs(x) ** ord, axis=axis, keepdims=keepdims)
+    is_zero = powers == 0
+    return where(is_zero, 0, where(is_zero, 1, powers) ** (1.0 / ord))
+
+
+def _matrix_norm(x, ord, axes, keepdims):  # noqa: A002 - NumPy's argument name
+    row, col = axes
+    if ord in (None, "fro"):
+        return _two_norm(x, axes, keepdims)
+    if ord in (2, -2, "nuc"):
+        raise ValueError(f"fgrad.numpy.linalg.norm: the matrix norm ord={ord!r} needs singular "
+                         f"values, which fgrad does not compute (it has no SVD); for the 2-norm "
+                         f"of a matrix use sqrt(eigvalsh(a.T @ a)[..., -1])")
+    if ord in (1, -1):       # max (min) over columns of the column sums of |x|
+        sums, over = sum(abs(x), axis=row, keepdims=True), col
+    elif ord in (np.inf, -np.inf):   # max (min) over rows of the row sums of |x|
+        sums, over = sum(abs(x), axis=col, keepdims=True), row
+    else:
+        raise ValueError(f"fgrad.numpy.linalg.norm: invalid norm order {ord!r} for matrices; use "
+                         f"None, 'fro', 1, -1, inf or -inf")
+    out = (max if ord > 0 else min)(sums, axis=over, keepdims=True)
+    return out if keepdims else squeeze(out, axes)
+
+
+def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002 - NumPy's argument name
+    """Vector or matrix norms with NumPy's arguments.
+
+    ``axis=None``: the 2-norm of the flattened ``x`` when ``ord`` is None, else a vector norm of
+    a 1-D ``x`` or a matrix norm of a 2-D one. An int ``axis``: vector norms (``ord`` None/2,
+    1, inf, -inf, 0 (count of non-zeros), or any p: ``sum(|x|^p)^(1/p)``). A pair of axes:
+    matrix norms (``ord`` None/'fro', 1, -1, inf, -inf). The 2-norm and p-norms have gradient 0
+    at ``x = 0`` (as ``torch.linalg.norm``); max/min-based norms split the gradient evenly
+    between ties.
+    """
+    x = _float(x)
+    nd = ndim(x)
+    if axis is None:
+        if ord is None:
+            out = _two_norm(reshape(x, (-1,)), (0,), False)
+            return reshape(out, (1,) * nd) if keepdims else out
+        if nd not in (1, 2):
+            raise ValueError(f"fgrad.numpy.linalg.norm: with ord={ord!r} and axis=None, x must be "
+                             f"1-D or 2-D, got shape {shape_of(x)}; give axis")
+        axis = tuple(range(nd))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = tuple(_axis(a, nd, "linalg.norm") for a in axes)
+    if len(axes) == 1:
+        return _vector_norm(x, ord, axes[0], keepdims)
+    if len(axes) == 2 and axes[0] != axes[1]:
+        return _matrix_norm(x, ord, axes, keepdims)
+    raise ValueError(f"fgrad.numpy.linalg.norm: axis must be an int or a pair of distinct axes, "
+                     f"got {axis!r}")
