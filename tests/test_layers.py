@@ -620,6 +620,9 @@ ERRORS = [
      r"Embedding.*ids must be integers, got dtype float64"),
     ("layernorm shape", lambda: fnn.LayerNorm(4).apply(fnn.LayerNorm(4).init(KEY), np.zeros((2, 3))),
      r"LayerNorm.*expected input of shape \(\*, 4\)"),
+    ("conv_transpose output_size", lambda: fnn.ConvTranspose2d(2, 3, 3, stride=2).apply(
+        fnn.ConvTranspose2d(2, 3, 3, stride=2).init(KEY), np.zeros((1, 2, 4, 4)), output_size=(12, 9)),
+     r"ConvTranspose2d.*output_size \(12, 9\) must be between \(9, 9\) and \(10, 10\)"),
     ("conv groups", lambda: fnn.Conv2d(3, 4, 3, groups=2), r"Conv2d: groups=2 must divide in_channels=3"),
     ("conv padding", lambda: fnn.Conv1d(3, 4, 3, padding="full"), r"padding must be an int, a tuple"),
     ("mha heads", lambda: fnn.MultiheadAttention(6, 4), r"embed_dim=6 must be divisible by num_heads=4"),
@@ -705,3 +708,70 @@ def test_drawn_attention_matches_torch(target, source, batch, heads, pad, masked
         kwargs["attn_mask"] = rng.standard_normal((target, source))
     _check_against_torch(fnn.MultiheadAttention(8, heads, dtype=F64), lambda: nn.MultiheadAttention(8, heads),
                          (q, k, v), kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Models written as functions over a params dict; transforms through layers
+# --------------------------------------------------------------------------------------------
+
+class TorchNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
+
+
+NET = {"conv": fnn.Conv2d(1, 4, 3, dtype=F64), "bn": fnn.BatchNorm2d(4, dtype=F64),
+       "fc": fnn.Linear(4, 3, dtype=F64)}
+
+
+def net(params, state, x, train=False):
+    h = NET["conv"].apply(params["conv"], x)
+    h, bn_state = NET["bn"].apply(params["bn"], h, state=state["bn"], train=train)
+    return NET["fc"].apply(params["fc"], F.relu(h).mean(axis=(2, 3))), {"bn": bn_state}
+
+
+def test_a_model_written_as_a_function_matches_the_torch_module(rng):
+    params, state = fnn.init_params(NET, KEY), fnn.init_states(NET)
+    assert sorted(state) == ["bn"]
+    module = TorchNet().double()
+    module.load_state_dict(torch_state_dict(params, state), strict=True)   # same names as torch
+    x = rng.standard_normal((5, 1, 6, 6))
+    y, new_state = net(params, state, x, train=True)
+    module.train()
+    np.testing.assert_allclose(y, module(to_torch(x)).detach().numpy(), rtol=1e-10)
+    module.eval()
+    np.testing.assert_allclose(net(params, new_state, x)[0], module(to_torch(x)).detach().numpy(), rtol=1e-10)
+    # the layers' subkeys are independent: no two layers start from the same draws
+    assert not np.allclose(params["conv"]["bias"][:3], params["fc"]["bias"])
+
+
+def test_per_example_gradients_through_layers_with_vmap(rng):
+    """vmap(grad) over examples: each example is an unbatched input to the layers."""
+    params, state = fnn.init_params(NET, KEY), fnn.init_states(NET)
+    x, labels = rng.standard_normal((4, 1, 6, 6)), rng.integers(0, 3, 4)
+    model = fnn.Sequential(NET["conv"], fnn.ReLU(), fnn.Flatten(0), fnn.Linear(64, 3, dtype=F64))
+    seq_params = model.init(KEY)
+
+    def loss(params, x, label):
+        return F.cross_entropy(model.apply(params, x), label)
+
+    per_example = fgrad.vmap(fgrad.grad(loss), in_axes=(None, 0, 0))(seq_params, x, labels)
+    for i in range(4):
+        single = fgrad.grad(loss)(seq_params, x[i], labels[i])
+        for a, b in zip(tree.leaves(per_example), tree.leaves(single)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-10, atol=1e-12)
+    # and vmap over a batch of inputs equals the batched call, for a layer with state
+    y_vmapped = fgrad.vmap(lambda xi: net(params, state, xi[None])[0][0])(x)
+    np.testing.assert_allclose(y_vmapped, net(params, state, x)[0], rtol=1e-10)
+
+
+def test_lambda_and_identity_layers_in_sequential(rng):
+    model = fnn.Sequential(fnn.Lambda(lambda x: 2 * x), fnn.Identity(), fnn.Linear(3, 1, dtype=F64))
+    params = model.init(KEY)
+    assert params["0"] == {} and params["1"] == {}
+    x = rng.standard_normal((2, 3))
+    np.testing.assert_allclose(model.apply(params, x), 2 * x @ params["2"]["weight"].T + params["2"]["bias"])
+    assert len(model) == 3 and isinstance(model[2], fnn.Linear)

@@ -44,7 +44,10 @@ class _ConvNd(Module):
     def __post_init__(self):
         super().__post_init__()
         name = type(self).__name__
-        for field in ("kernel_size", "stride", "dilation") + (() if isinstance(self.padding, str) else ("padding",)):
+        fields = ("kernel_size", "stride", "dilation")
+        if not isinstance(self.padding, str):
+            fields += ("padding",)
+        for field in fields:
             try:
                 object.__setattr__(self, field, ntuple(getattr(self, field), self.n))
             except ValueError as e:
@@ -118,7 +121,8 @@ class _Conv(_ConvNd):
 
 @dataclasses.dataclass(frozen=True)
 class Conv1d(_Conv):
-    """1-d convolution over ``(N, C_in, L)``; params ``weight (C_out, C_in / groups, k)``, ``bias (C_out,)``."""
+    """1-d convolution over ``(N, C_in, L)``; params ``weight (C_out, C_in / groups, k)``,
+    ``bias (C_out,)``."""
 
     n: ClassVar[int] = 1
 
@@ -180,10 +184,10 @@ class _ConvTranspose(_ConvNd):
         smallest = [(h - 1) * s - 2 * p + d * (k - 1) + 1 for h, s, p, d, k in zip(
             x_shape[-self.n:], self.stride, self.padding, self.dilation, self.kernel_size)]
         extra = tuple(o - m for o, m in zip(output_size, smallest))
+        largest = tuple(m + s - 1 for m, s in zip(smallest, self.stride))
         if len(output_size) != self.n or any(not 0 <= e < s for e, s in zip(extra, self.stride)):
             raise ValueError(f"{self.describe()}.apply: output_size {output_size} must be between "
-                             f"{tuple(smallest)} and {tuple(m + s - 1 for m, s in zip(smallest, self.stride))} "
-                             f"for an input of shape {x_shape}")
+                             f"{tuple(smallest)} and {largest} for an input of shape {x_shape}")
         return extra
 
 

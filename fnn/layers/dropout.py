@@ -6,7 +6,11 @@ identity and needs no key. Inside :class:`~fnn.Sequential` each Dropout gets its
 
 >>> import numpy as np, fgrad, fnn
 >>> drop = fnn.Dropout(0.5)
->>> drop.apply({}, np.ones(4), key=fgrad.random.key(0), train=True)    # zeros and 2.0s
+>>> y = drop.apply({}, np.ones(1000), key=fgrad.random.key(0), train=True)
+>>> sorted(set(y.tolist()))                 # dropped, or kept and scaled by 1 / (1 - p)
+[0.0, 2.0]
+>>> drop.apply({}, np.ones(3))              # train=False: the identity
+array([1., 1., 1.])
 """
 from __future__ import annotations
 
