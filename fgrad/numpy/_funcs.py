@@ -595,7 +595,7 @@ def repeat(a, repeats, axis=None):
         expanded = expand_dims(a, ax + 1)
         target = s[:ax + 1] + (r,) + s[ax + 1:]
         return reshape(broadcast_to(expanded, target), s[:ax] + (s[ax] * r,) + s[ax + 1:])
-    idx = np.repeat(np.arange(shape_of(a)[ax]), np.asarray(repeats))
+    idx = np.repeat(np.arange(shape_of(a)[ax]), np.asarray(repeats, dtype=np.intp))
     return take(a, idx, axis=ax)
 
 
@@ -607,6 +607,8 @@ def pad(array, pad_width, mode="constant", constant_values=0):
     pw = tuple((int(lo), int(hi)) for lo, hi in pw)
     if builtins.any(lo < 0 or hi < 0 for lo, hi in pw):
         raise ValueError(f"fgrad.numpy.pad: pad widths must be non-negative, got {pad_width}")
+    if not builtins.any(lo or hi for lo, hi in pw):   # nothing to pad (always so for 0-d arrays)
+        return a
     if mode == "constant":
         return bind(sh.pad_p, a, constant_values, pad_width=pw)
     if mode not in ("edge", "reflect", "wrap", "symmetric"):

@@ -77,7 +77,7 @@ def _concatenate_jvp(primals, tangents, *, axis):
     ans = concatenate_p.bind(*primals, axis=axis)
     if all(t is zero for t in tangents):
         return ans, zero
-    ts = [zeros_like(p) if t is zero else t for p, t in zip(primals, tangents)]
+    ts = [fnp.zeros(shape_of(p), dtype_of(p)) if t is zero else t for p, t in zip(primals, tangents)]
     return ans, concatenate_p.bind(*ts, axis=axis)  # d concat(xs) = concat(dxs)
 
 
@@ -113,7 +113,7 @@ def _unpad(g, pad_width):
 
 defjvp(pad_p, lambda x_dot, ans, x, value, *, pad_width: pad_p.bind(x_dot, 0, pad_width=pad_width),
        # d pad(x, v) = pad(dx, 0) + (dv where padding)
-       lambda v_dot, ans, x, value, *, pad_width: pad_p.bind(zeros(shape_of(x)), 1,
+       lambda v_dot, ans, x, value, *, pad_width: pad_p.bind(fnp.zeros(shape_of(x), dtype_of(x)), 1,
                                                              pad_width=pad_width) * v_dot)
 pad_p.vjp = (lambda g, ans, x, value, *, pad_width: _unpad(g, pad_width),      # the middle of g
              lambda g, ans, x, value, *, pad_width: fnp.sum(g) - fnp.sum(_unpad(g, pad_width)))
