@@ -31,12 +31,13 @@ def path_name(path, sep="."):
     return sep.join(str(k) for k in path)
 
 
-def flatten_names(params, sep="."):
-    """``{dotted_name: leaf}`` for every leaf of ``params``, in flattening order.
+def flatten_names(params, sep=".", is_leaf=None):
+    """``{dotted_name: leaf}`` for every leaf of ``params``, in flattening order (``is_leaf`` as
+    in ``fgrad.tree.flatten``).
 
     Raises ``ValueError`` if two paths give the same name (a key that itself contains ``sep``).
     """
-    paths, leaves, _ = tree.flatten_with_path(params)
+    paths, leaves, _ = tree.flatten_with_path(params, is_leaf=is_leaf)
     names = {}
     for path, leaf in zip(paths, leaves):
         name = path_name(path, sep)

@@ -92,8 +92,8 @@ class Sequential(Module):
     def param_specs(self):
         return {str(i): layer.param_specs() for i, layer in enumerate(self.layers)}
 
-    def init_state(self):
-        return {str(i): layer.init_state() for i, layer in enumerate(self.layers) if layer.has_state}
+    def state_specs(self):
+        return {str(i): layer.state_specs() for i, layer in enumerate(self.layers) if layer.has_state}
 
     def describe(self):
         return f"Sequential({', '.join(type(layer).__name__ for layer in self.layers)})"
@@ -101,11 +101,7 @@ class Sequential(Module):
     def apply(self, params, x, *, state=None, key=None, train=False):
         self.check_params(params)
         if self.has_state:
-            expected = sorted(self.init_state())
-            if not isinstance(state, dict) or sorted(state) != expected:
-                got = sorted(state) if isinstance(state, dict) else type(state).__name__
-                raise ValueError(f"{self.describe()}.apply: state must be model.init_state() (a dict "
-                                 f"with keys {expected} for the layers with state), got {got}")
+            self.check_params(state, what="state")
         keys = random.split(key, len(self.layers)) if key is not None and self.takes_key else None
         new_state = {}
         for i, layer in enumerate(self.layers):

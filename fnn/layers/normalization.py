@@ -67,17 +67,13 @@ class _BatchNorm(Module):
         return _affine_specs((self.num_features,), self.dtype) if self.affine else {}
 
     def state_specs(self):
+        """Zero means, unit variances, no batches seen (torch's fresh buffers)."""
         if not self.track_running_stats:
             return {}
         c = (self.num_features,)
         return {"running_mean": ParamSpec(c, self.dtype, init.zeros),
                 "running_var": ParamSpec(c, self.dtype, init.ones),
                 "num_batches_tracked": ParamSpec((), np.dtype(np.int64), init.zeros)}
-
-    def init_state(self):
-        """Zero means, unit variances, no batches seen (torch's fresh buffers)."""
-        return {name: spec.init(None, spec.shape, dtype=spec.dtype)
-                for name, spec in self.state_specs().items()}
 
     def apply(self, params, x, *, state=None, train=False):
         """Normalise ``x`` of shape ``(N, C, *)``; returns ``(y, new_state)`` when tracking
@@ -91,7 +87,7 @@ class _BatchNorm(Module):
         if state is None:
             raise ValueError(f"{self.describe()}.apply: needs state=<the running statistics>; start "
                              f"from layer.init_state()")
-        self.check_params(state, self.state_specs(), what="state")
+        self.check_params(state, what="state")
         mean, var = state["running_mean"], state["running_var"]
         y = F.batch_norm(x, mean, var, weight, bias, training=train, eps=self.eps)
         if not train:
