@@ -1,4 +1,5 @@
-"""Recurrent layers: RNN, LSTM, GRU (multi-layer, bidirectional, batch_first), with torch's weights.
+"""Recurrent layers: RNN, LSTM, GRU (multi-layer, bidirectional, batch_first), with torch's weights,
+and the single-step RNNCell, LSTMCell, GRUCell (params without the ``_l{k}`` suffix).
 
 Parameters are a flat dict with torch's names: for layer ``k`` and direction suffix ``s``
 (``""``, or ``"_reverse"`` for the backward direction of a bidirectional layer)
@@ -42,7 +43,7 @@ from .. import functional as F
 from .base import Module, dtype_field
 from .linear import uniform_spec
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "rnn_step", "lstm_step", "gru_step"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +88,7 @@ class _RNNBase(Module):
                     specs["weight_hr" + name] = uniform_spec((h_out, self.hidden_size), bound, self.dtype)
         return specs
 
-    def state_shapes(self, batch):
+    def hidden_shapes(self, batch):
         """Shapes of the initial state: one array (RNN, GRU) or ``(h_0, c_0)`` (LSTM)."""
         return ((self.num_layers * self.num_directions,) + batch + (self.output_size,),)
 
@@ -134,7 +135,7 @@ class _RNNBase(Module):
         return output, (final[0] if len(final) == 1 else final)
 
     def _initial_state(self, hx, batch, dtype):
-        shapes = self.state_shapes(batch)
+        shapes = self.hidden_shapes(batch)
         if hx is None:
             return tuple(fnp.zeros(s, dtype) for s in shapes)
         states = (hx,) if len(shapes) == 1 else tuple(hx) if isinstance(hx, (tuple, list)) else None
@@ -147,9 +148,41 @@ class _RNNBase(Module):
         return states
 
 
+# --------------------------------------------------------------------------------------------
+# One time step of each kind; ``w`` holds one layer-direction's weights under the names
+# weight_ih, weight_hh, bias_ih, bias_hh, weight_hr (a missing one is None).
+# --------------------------------------------------------------------------------------------
+
 def _linear2(x, h, w):
     """``x W_ih^T + b_ih + h W_hh^T + b_hh``: the pre-activation of every gate."""
     return F.linear(x, w["weight_ih"], w["bias_ih"]) + F.linear(h, w["weight_hh"], w["bias_hh"])
+
+
+def rnn_step(w, x, h, nonlinearity="tanh"):
+    """``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``."""
+    act = F.tanh if nonlinearity == "tanh" else F.relu
+    return act(_linear2(x, h, w))
+
+
+def lstm_step(w, x, h, c):
+    """``(h', c')``: gates i, f, o = sigmoid, g = tanh; ``c' = f c + i g``, ``h' = o tanh(c')``
+    (then ``h' W_hr^T`` when the weights have a projection)."""
+    i, f, g, o = fnp.split(_linear2(x, h, w), 4, axis=-1)
+    c = F.sigmoid(f) * c + F.sigmoid(i) * F.tanh(g)
+    h = F.sigmoid(o) * F.tanh(c)
+    if w.get("weight_hr") is not None:
+        h = F.linear(h, w["weight_hr"])
+    return h, c
+
+
+def gru_step(w, x, h):
+    """``h' = (1 - z) n + z h`` with r, z = sigmoid and ``n = tanh(x W_in + b_in + r (h W_hn + b_hn))``."""
+    x_r, x_z, x_n = fnp.split(F.linear(x, w["weight_ih"], w["bias_ih"]), 3, axis=-1)
+    h_r, h_z, h_n = fnp.split(F.linear(h, w["weight_hh"], w["bias_hh"]), 3, axis=-1)
+    r = F.sigmoid(x_r + h_r)
+    z = F.sigmoid(x_z + h_z)
+    n = F.tanh(x_n + r * h_n)
+    return (1.0 - z) * n + z * h
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,8 +207,7 @@ class RNN(_RNNBase):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
 
     def cell(self, w, x, state):
-        act = F.tanh if self.nonlinearity == "tanh" else F.relu
-        return (act(_linear2(x, state[0], w)),)
+        return (rnn_step(w, x, state[0], self.nonlinearity),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,18 +239,12 @@ class LSTM(_RNNBase):
     def output_size(self):
         return self.proj_size or self.hidden_size
 
-    def state_shapes(self, batch):
+    def hidden_shapes(self, batch):
         lead = (self.num_layers * self.num_directions,) + batch
         return lead + (self.output_size,), lead + (self.hidden_size,)
 
     def cell(self, w, x, state):
-        h, c = state
-        i, f, g, o = fnp.split(_linear2(x, h, w), 4, axis=-1)
-        c = F.sigmoid(f) * c + F.sigmoid(i) * F.tanh(g)
-        h = F.sigmoid(o) * F.tanh(c)
-        if w["weight_hr"] is not None:
-            h = F.linear(h, w["weight_hr"])
-        return h, c
+        return lstm_step(w, x, *state)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,10 +267,90 @@ class GRU(_RNNBase):
     dtype: object = dtype_field()
 
     def cell(self, w, x, state):
-        h = state[0]
-        x_r, x_z, x_n = fnp.split(F.linear(x, w["weight_ih"], w["bias_ih"]), 3, axis=-1)
-        h_r, h_z, h_n = fnp.split(F.linear(h, w["weight_hh"], w["bias_hh"]), 3, axis=-1)
-        r = F.sigmoid(x_r + h_r)
-        z = F.sigmoid(x_z + h_z)
-        n = F.tanh(x_n + r * h_n)
-        return ((1.0 - z) * n + z * h,)
+        return (gru_step(w, x, state[0]),)
+
+
+# --------------------------------------------------------------------------------------------
+# Single-step cells (torch.nn.RNNCell, LSTMCell, GRUCell), for hand-written loops
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Cell(Module):
+    """One time step: params ``weight_ih (G * hidden, input)``, ``weight_hh (G * hidden, hidden)``,
+    ``bias_ih``, ``bias_hh (G * hidden,)``, all U(-1/sqrt(hidden), 1/sqrt(hidden))."""
+
+    gates: ClassVar[int]
+
+    def param_specs(self):
+        bound, g_h = 1.0 / math.sqrt(self.hidden_size), self.gates * self.hidden_size
+        specs = {"weight_ih": uniform_spec((g_h, self.input_size), bound, self.dtype),
+                 "weight_hh": uniform_spec((g_h, self.hidden_size), bound, self.dtype)}
+        if self.bias:
+            specs["bias_ih"] = uniform_spec((g_h,), bound, self.dtype)
+            specs["bias_hh"] = uniform_spec((g_h,), bound, self.dtype)
+        return specs
+
+    def _step_inputs(self, params, x, hx, n_states):
+        """The weights dict and the state(s): zeros if ``hx`` is None, else checked."""
+        self.check_params(params)
+        self.check_input(x, {1: "(input_size,)", 2: "(N, input_size)"}, channels=self.input_size,
+                         axis=-1, channel_name="input_size")
+        shape = shape_of(x)[:-1] + (self.hidden_size,)
+        if hx is None:
+            states = (fnp.zeros(shape, dtype_of(x)),) * n_states
+        else:
+            states = (hx,) if n_states == 1 else tuple(hx)
+            if len(states) != n_states or any(shape_of(h) != shape for h in states):
+                raise ValueError(f"{self.describe()}.apply: hx must be {n_states} array(s) of shape "
+                                 f"{shape}, got {tuple(shape_of(h) for h in states)}")
+        w = {name: params.get(name) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        return w, states
+
+
+@dataclasses.dataclass(frozen=True)
+class RNNCell(_Cell):
+    """``apply(params, x, hx=None) -> h'``: one Elman step (tanh or relu), x ``(N, input_size)``."""
+
+    gates: ClassVar[int] = 1
+
+    input_size: int
+    hidden_size: int
+    bias: bool = True
+    nonlinearity: str = "tanh"
+    dtype: object = dtype_field()
+
+    def apply(self, params, x, hx=None):
+        w, (h,) = self._step_inputs(params, x, hx, 1)
+        return rnn_step(w, x, h, self.nonlinearity)
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMCell(_Cell):
+    """``apply(params, x, hx=None) -> (h', c')``: one LSTM step; ``hx = (h, c)``, each ``(N, hidden)``."""
+
+    gates: ClassVar[int] = 4
+
+    input_size: int
+    hidden_size: int
+    bias: bool = True
+    dtype: object = dtype_field()
+
+    def apply(self, params, x, hx=None):
+        w, (h, c) = self._step_inputs(params, x, hx, 2)
+        return lstm_step(w, x, h, c)
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUCell(_Cell):
+    """``apply(params, x, hx=None) -> h'``: one GRU step."""
+
+    gates: ClassVar[int] = 3
+
+    input_size: int
+    hidden_size: int
+    bias: bool = True
+    dtype: object = dtype_field()
+
+    def apply(self, params, x, hx=None):
+        w, (h,) = self._step_inputs(params, x, hx, 1)
+        return gru_step(w, x, h)
