@@ -5,9 +5,10 @@ How a convolution is computed here (im2col, without a Python loop over pixels):
 1. pad the input with ``fgrad.numpy.pad`` (``padding`` as torch: an int, a tuple, ``'valid'``
    or ``'same'``);
 2. take every window with ``conv_windows`` (``fgrad/primitives/conv.py``): a strided view of
-   shape ``(N, C, *out_spatial, *kernel)``;
-3. contract the windows with the weight over ``(C_in / groups, *kernel)`` in one
-   ``dot_general``; groups are one more batch axis of that contraction.
+   shape ``(N, groups, C_in / groups, *out_spatial, *kernel)``, no copy yet;
+3. copy the windows once into rows ``(groups, N * prod(out_spatial), prod(kernel) * C_in /
+   groups)`` (im2col proper) and multiply them by the weight in one batched ``dot_general``,
+   whose batch axis is the group.
 
 Everything is made of differentiable, batchable primitives, so the input, weight and bias
 gradients, ``vmap`` over an extra batch axis, and higher derivatives all follow. A transposed
@@ -22,6 +23,8 @@ windows back with ``col2im``.
 (4, 3, 3, 3)
 """
 from __future__ import annotations
+
+import math
 
 import fgrad.numpy as fnp
 from fgrad.core import shape_of
@@ -94,37 +97,37 @@ def _convnd(n, name, input, weight, bias, stride, padding, dilation, groups):
         raise ValueError(f"{fname}: the padded input's spatial size {spatial} is smaller than the "
                          f"dilated kernel {span} (input {shape_of(input)}, weight {w_shape}, "
                          f"padding {pads}, dilation {dilation})")
-    cols = conv_windows(x, kernel, stride, dilation)          # (N, C, *out, *kernel)
-    out = _contract_windows(cols, weight, groups, n)          # (N, O, *out)
+    out = _convolve(x, weight, groups, stride, dilation)      # (N, O, *out)
     if bias is not None:
         out = out + fnp.reshape(bias, (-1,) + (1,) * n)
     return out[0] if unbatched else out
 
 
-def _contract_windows(cols, weight, groups, n):
-    """``out[b, o, *p] = sum_{c, *k} cols[b, c, *p, *k] weight[o, c, *k]`` within each group.
+def _convolve(x, weight, groups, stride, dilation):
+    """``out[b, o, *p] = sum_{c, *k} x[b, c, *(p stride + k dilation)] weight[o, c, *k]``,
+    each group of channels on its own: the im2col product, one batched GEMM per call.
 
-    Layout, chosen by measurement: the windows are contracted in the order ``(*kernel, c)``,
-    channels last. Copying a window view into that order reads runs of ``c`` and is over twice
-    as fast as the order ``(c, *kernel)``; the weight gradient copies the windows in the same
-    order, and the input gradient arrives channels-last, which ``col2im`` reads in contiguous
-    runs. The transposes below are views; only ``dot_general`` copies.
+    Layout, chosen by measurement. The windows are taken per group, ``(N, G, C/G, *out,
+    *kernel)``, and copied once into rows ``(G, N * prod(out), prod(kernel) * C/G)``, channels
+    last: copying a window view in that order reads runs of channels and is over twice as fast
+    as the order ``(C/G, *kernel)``. The weight gradient contracts with the same rows (kept by
+    the reverse pass, so im2col is not redone), and the input gradient arrives channels-last,
+    which ``col2im`` reads in contiguous runs. Every other step below is a view.
     """
-    s, w_shape = shape_of(cols), shape_of(weight)
-    channels_last = (0,) + tuple(range(2, 2 + 2 * n)) + (1,)       # (N, *out, *kernel, C)
-    cols = fnp.transpose(cols, channels_last)
-    weight = fnp.transpose(weight, (0,) + tuple(range(2, 2 + n)) + (1,))   # (O, *kernel, C/G)
-    if groups == 1:
-        contract = tuple(range(1 + n, 2 + 2 * n))
-        out = dot_general(cols, weight, ((contract, tuple(range(1, 2 + n))), ((), ())))
-        return fnp.moveaxis(out, -1, 1)                            # (N, *out, O) -> (N, O, *out)
-    cols = fnp.reshape(cols, s[:1] + s[2:] + (groups, s[1] // groups))
-    weight = fnp.reshape(weight, (groups, w_shape[0] // groups) + shape_of(weight)[1:])
-    contract = tuple(range(1 + n, 1 + 2 * n)) + (2 + 2 * n,)
-    out = dot_general(cols, weight, ((contract, tuple(range(2, 3 + n))), ((1 + 2 * n,), (0,))))
-    out = fnp.moveaxis(out, 0, -2)                                 # (G, N, *out, O/G) -> (N, *out, G, O/G)
-    out = fnp.reshape(out, shape_of(out)[:1 + n] + (w_shape[0],))
-    return fnp.moveaxis(out, -1, 1)
+    n = len(stride)
+    s, w_shape = shape_of(x), shape_of(weight)
+    kernel = w_shape[2:]
+    x = fnp.reshape(x, (s[0], groups, s[1] // groups) + s[2:])
+    windows = conv_windows(x, kernel, stride, dilation)           # (N, G, C/G, *out, *kernel)
+    out_spatial = shape_of(windows)[3:3 + n]
+    rows = fnp.transpose(windows, (1, 0) + tuple(range(3, 3 + 2 * n)) + (2,))
+    rows = fnp.reshape(rows, (groups, s[0] * math.prod(out_spatial), -1))   # the im2col copy
+    kernel_first = (0,) + tuple(range(2, 2 + n)) + (1,)                      # (O, *kernel, C/G)
+    weight = fnp.reshape(fnp.transpose(weight, kernel_first), (groups, w_shape[0] // groups, -1))
+    out = dot_general(rows, weight, (((2,), (2,)), ((0,), (0,))))          # (G, rows, O/G)
+    out = fnp.reshape(out, (groups, s[0]) + out_spatial + (w_shape[0] // groups,))
+    out = fnp.transpose(out, (1, 0, 2 + n) + tuple(range(2, 2 + n)))        # (N, G, O/G, *out)
+    return fnp.reshape(out, (s[0], w_shape[0]) + out_spatial)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -179,10 +182,9 @@ def _conv_transposend(n, name, input, weight, bias, stride, padding, output_padd
         raise ValueError(f"{fname}: output_padding {extra} must be non-negative and smaller than "
                          f"either stride {stride} or dilation {dilation} (per axis)")
     # out[b, o, p s + k d] += sum_c x[b, c, p] weight[c, o, k]: contract, then add windows back
-    cols = _expand_to_windows(x, weight, groups, n)          # (N, C_out, *in_spatial, *kernel)
     full = tuple((h - 1) * s + d * (k - 1) + 1
                  for h, s, d, k in zip(x_shape[2:], stride, dilation, kernel))
-    out = col2im(cols, full, stride, dilation)
+    out = _scatter_windows(x, weight, groups, full, stride, dilation)   # (N, C_out, *full)
     if any(extra):
         out = fnp.pad(out, ((0, 0), (0, 0)) + tuple((0, e) for e in extra))
     out_size = tuple(f + e - 2 * p for f, e, p in zip(full, extra, pads))
@@ -196,23 +198,28 @@ def _conv_transposend(n, name, input, weight, bias, stride, padding, output_padd
     return out[0] if unbatched else out
 
 
-def _expand_to_windows(x, weight, groups, n):
-    """``cols[b, o, *p, *k] = sum_c x[b, c, *p] weight[c, o, *k]`` within each group.
+def _scatter_windows(x, weight, groups, full, stride, dilation):
+    """``out[b, o, *(p stride + k dilation)] += sum_c x[b, c, *p] weight[c, o, *k]`` within each
+    group: the adjoint of :func:`_convolve`, one batched GEMM and one ``col2im``.
 
-    The product is made channels-last, ``(N, *in, *kernel, C_out)``, so that ``col2im`` reads
-    contiguous runs of channels (see :func:`_contract_windows`).
+    The product is made channels-last, ``(G, N * prod(in), prod(kernel) * O/G)``, so that
+    ``col2im`` reads contiguous runs of channels; its reverse pass takes the windows in the same
+    order as :func:`_convolve` does.
     """
+    n = len(stride)
     s, w_shape = shape_of(x), shape_of(weight)
-    weight = fnp.transpose(weight, (0,) + tuple(range(2, 2 + n)) + (1,))   # (C_in, *kernel, O/G)
-    if groups == 1:
-        cols = dot_general(x, weight, (((1,), (0,)), ((), ())))   # (N, *in, *kernel, C_out)
-    else:
-        x = fnp.reshape(x, (s[0], groups, s[1] // groups) + s[2:])
-        weight = fnp.reshape(weight, (groups, w_shape[0] // groups) + shape_of(weight)[1:])
-        cols = dot_general(x, weight, (((2,), (1,)), ((1,), (0,))))   # (G, N, *in, *kernel, O/G)
-        cols = fnp.moveaxis(cols, 0, -2)                             # (N, *in, *kernel, G, O/G)
-        cols = fnp.reshape(cols, shape_of(cols)[:1 + 2 * n] + (groups * w_shape[1],))
-    return fnp.moveaxis(cols, -1, 1)                                 # (N, C_out, *in, *kernel)
+    kernel, out_per_group = w_shape[2:], w_shape[1]
+    x = fnp.reshape(x, (s[0], groups, s[1] // groups) + s[2:])
+    x = fnp.transpose(x, (1, 0) + tuple(range(3, 3 + n)) + (2,))            # (G, N, *in, C/G)
+    x = fnp.reshape(x, (groups, s[0] * math.prod(s[2:]), s[1] // groups))
+    weight = fnp.reshape(weight, (groups, s[1] // groups) + w_shape[1:])     # (G, C/G, O/G, *k)
+    weight = fnp.transpose(weight, (0, 1) + tuple(range(3, 3 + n)) + (2,))   # (G, C/G, *k, O/G)
+    weight = fnp.reshape(weight, (groups, s[1] // groups, -1))
+    cols = dot_general(x, weight, (((2,), (1,)), ((0,), (0,))))            # (G, rows, k O/G)
+    cols = fnp.reshape(cols, (groups, s[0]) + s[2:] + kernel + (out_per_group,))
+    cols = fnp.transpose(cols, (1, 0, 2 + 2 * n) + tuple(range(2, 2 + 2 * n)))
+    out = col2im(cols, full, stride, dilation)                   # (N, G, O/G, *full)
+    return fnp.reshape(out, (s[0], groups * out_per_group) + full)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
