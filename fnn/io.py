@@ -1,10 +1,11 @@
 """Saving, loading and converting parameter trees: ``.npz`` files without pickle, torch state_dicts.
 
-* :func:`save` writes a pytree to a NumPy ``.npz`` archive, one ``.npy`` member per leaf named
-  by its dotted path (``"0.weight"``), plus a JSON description of the tree's containers. The
-  write is atomic: the archive is written to a temporary file in the same directory and
+* :func:`save` writes a pytree to a NumPy ``.npz`` archive (one ``.npy`` member per leaf) or,
+  for a ``.safetensors`` path, a safetensors file; either way each leaf is named by its dotted
+  path (``"0.weight"``) and a JSON description of the tree's containers goes along. The
+  write is atomic: the file is written to a temporary file in the same directory and
   renamed over ``path`` only once complete, so a crash never leaves a partial file there.
-* :func:`load` reads it back with ``allow_pickle=False``. Given ``like`` (a tree of the
+* :func:`load` reads it back (``.npz`` with ``allow_pickle=False``). Given ``like`` (a tree of the
   expected structure, for example ``model.init(key)``) it checks names, shapes and dtypes and
   reports every difference at once, and returns a tree with ``like``'s structure (which is how
   namedtuples, such as optimizer states, are rebuilt).
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 import zipfile
 
@@ -34,12 +36,14 @@ import numpy as np
 import optree
 
 from fgrad import tree
-from .utils import flatten_names, path_name
+from .utils import flatten_names, path_name, unflatten_names
 
 __all__ = ["save", "load", "to_torch_state_dict", "from_torch_state_dict"]
 
 #: The archive member holding the JSON description of the tree's containers.
 _TREE_MEMBER = "__fgrad_tree__"
+#: Stands for the description of a file that another program wrote (it has none).
+_FOREIGN = object()
 #: The name of the single leaf of a tree that is just one array.
 _ROOT = "__root__"
 _PY_SCALARS = {bool: "bool", int: "int", float: "float", complex: "complex"}
@@ -51,22 +55,26 @@ _PY_TYPES = {name: typ for typ, name in _PY_SCALARS.items()}
 # --------------------------------------------------------------------------------------------
 
 def save(path, params, *, compress=False):
-    """Write the pytree ``params`` to ``path`` (exactly that name) as an ``.npz`` archive.
+    """Write the pytree ``params`` to ``path`` (exactly that name), atomically.
 
-    Leaves may be NumPy arrays, NumPy scalars (loaded back as 0-d arrays) or Python
-    ``bool``/``int``/``float``/``complex`` (loaded back as the same Python type); object arrays
-    are refused (they would need pickle). ``compress=True`` deflates the members. The file appears atomically.
+    The format follows the suffix: ``.safetensors`` writes a safetensors file, anything else a
+    NumPy ``.npz`` archive. Leaves may be NumPy arrays, NumPy scalars (loaded back as 0-d
+    arrays) or Python ``bool``/``int``/``float``/``complex`` (loaded back as the same Python
+    type); object arrays are refused (they would need pickle), and safetensors has no complex
+    dtypes. ``compress=True`` deflates the members of an ``.npz``.
     """
     description, arrays = _describe(params, path)
+    safetensors = _is_safetensors(path)
+    if safetensors:
+        _check_safetensors_dtypes(arrays, path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-            with zipfile.ZipFile(f, "w", compression=mode, allowZip64=True) as archive:
-                _write_member(archive, _TREE_MEMBER, np.array(json.dumps(description)))
-                for name, array in arrays.items():
-                    _write_member(archive, name, array)
+            if safetensors:
+                _write_safetensors(f, description, arrays)
+            else:
+                _write_npz(f, description, arrays, compress)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -75,26 +83,20 @@ def save(path, params, *, compress=False):
         raise
 
 
-def _write_member(archive, name, array):
-    with archive.open(name + ".npy", "w", force_zip64=True) as member:
-        np.lib.format.write_array(member, array, allow_pickle=False)
-
-
 def load(path, like=None):
-    """Read a tree written by :func:`save`.
+    """Read a tree written by :func:`save` (``.npz`` or ``.safetensors``, by suffix).
 
-    Without ``like`` the containers are rebuilt from the file (dicts, lists, tuples, None).
-    With ``like``, the file must hold exactly ``like``'s leaves (by dotted name) with the same
-    shapes and dtypes, else ``ValueError`` lists every difference; the result has ``like``'s
-    structure. ``like``'s leaves only need ``shape`` and ``dtype`` (arrays, or Python scalars).
+    Without ``like`` the containers are rebuilt from the file (dicts, lists, tuples, None); a
+    file written by another program (``np.savez``, a torch/Hugging Face ``.safetensors``) has
+    no such record, and its dotted names become nested dicts (``"0.weight"`` ->
+    ``{"0": {"weight": ...}}``). With ``like``, the file must hold exactly ``like``'s leaves (by
+    dotted name) with the same shapes and dtypes, else ``ValueError`` lists every difference;
+    the result has ``like``'s structure. ``like``'s leaves only need ``shape`` and ``dtype``.
     """
-    with np.load(path, allow_pickle=False) as archive:
-        if _TREE_MEMBER not in archive.files:
-            raise ValueError(f"fnn.io.load({path!r}): not a file written by fnn.io.save (it has no "
-                             f"{_TREE_MEMBER!r} member)")
-        description = json.loads(str(archive[_TREE_MEMBER]))
-        arrays = {name: archive[name] for name in archive.files if name != _TREE_MEMBER}
+    description, arrays = (_read_safetensors if _is_safetensors(path) else _read_npz)(path)
     if like is None:
+        if description is _FOREIGN:
+            return unflatten_names(arrays)
         return _rebuild(description, arrays, path)
     expected = _named_leaves(like)
     problems = _differences(arrays, expected, "the file", "like")
@@ -104,6 +106,80 @@ def load(path, like=None):
     py_types = dict(_scalar_types(description))
     values = [_as_saved(arrays[name], py_types.get(name)) for name in expected]
     return tree.unflatten(tree.structure(like), values)
+
+
+def _is_safetensors(path):
+    return os.fspath(path).endswith(".safetensors")
+
+
+# ---- .npz: one .npy member per leaf, plus the description as a JSON string member -----------
+
+def _write_npz(f, description, arrays, compress):
+    mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(f, "w", compression=mode, allowZip64=True) as archive:
+        _write_member(archive, _TREE_MEMBER, np.array(json.dumps(description)))
+        for name, array in arrays.items():
+            _write_member(archive, name, array)
+
+
+def _write_member(archive, name, array):
+    with archive.open(name + ".npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def _read_npz(path):
+    with np.load(path, allow_pickle=False) as archive:
+        description = (json.loads(str(archive[_TREE_MEMBER])) if _TREE_MEMBER in archive.files
+                       else _FOREIGN)
+        arrays = {name: archive[name] for name in archive.files if name != _TREE_MEMBER}
+    return description, arrays
+
+
+# ---- .safetensors: an 8-byte little-endian header length, a JSON header naming each tensor's
+# ---- dtype, shape and byte range, then the raw little-endian bytes (the Hugging Face format)
+
+_SAFETENSORS_DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16,
+                       "I16": np.int16, "F16": np.float16, "U32": np.uint32, "I32": np.int32,
+                       "F32": np.float32, "U64": np.uint64, "I64": np.int64, "F64": np.float64}
+_SAFETENSORS_CODES = {np.dtype(t): code for code, t in _SAFETENSORS_DTYPES.items()}
+
+
+def _check_safetensors_dtypes(arrays, path):
+    for name, array in arrays.items():
+        if array.dtype.newbyteorder("=") not in _SAFETENSORS_CODES:
+            raise TypeError(f"fnn.io.save({path!r}): leaf {name!r} has dtype {array.dtype}, which "
+                            f"safetensors cannot store; use an .npz file")
+
+
+def _write_safetensors(f, description, arrays):
+    header = {"__metadata__": {_TREE_MEMBER: json.dumps(description)}}
+    offset = 0
+    for name, array in arrays.items():
+        header[name] = {"dtype": _SAFETENSORS_CODES[array.dtype.newbyteorder("=")],
+                        "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)             # the format aligns the data to 8 bytes
+    f.write(struct.pack("<Q", len(blob)))
+    f.write(blob)
+    for array in arrays.values():
+        f.write(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
+
+
+def _read_safetensors(path):
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+        data = f.read()
+    metadata = header.pop("__metadata__", None) or {}
+    description = json.loads(metadata[_TREE_MEMBER]) if _TREE_MEMBER in metadata else _FOREIGN
+    arrays = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<")
+        arrays[name] = np.frombuffer(data[begin:end], dtype=dtype).reshape(info["shape"]).astype(
+            dtype.newbyteorder("="))
+    return description, arrays
 
 
 def _named_leaves(params):
@@ -121,7 +197,7 @@ def _describe(params, path):
             return None
         if optree.tree_is_leaf(node, namespace=tree.NAMESPACE):
             name = path_name(keys) or _ROOT
-            if name in arrays or name == _TREE_MEMBER:
+            if name in arrays or name in (_TREE_MEMBER, "__metadata__"):
                 raise ValueError(f"fnn.io.save({path!r}): two leaves would both be stored as "
                                  f"{name!r}; a dict key contains '.'")
             array = np.asarray(node)
@@ -148,7 +224,7 @@ def _describe(params, path):
 
 def _scalar_types(description):
     """``(name, python type name)`` for every leaf that was a Python scalar."""
-    if description is None:
+    if description is None or description is _FOREIGN:
         return
     if "leaf" in description:
         if description["py"] is not None:

@@ -1,8 +1,10 @@
 """fnn.init (torch.nn.init's distributions), fnn.io (npz save/load, torch state_dicts) and fnn.utils."""
 from __future__ import annotations
 
+import json
 import math
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -227,11 +229,54 @@ def test_save_refuses_what_needs_pickle_or_is_ambiguous(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_load_refuses_foreign_files(tmp_path):
+def test_files_from_other_programs_load_as_nested_dicts(tmp_path):
     path = tmp_path / "plain.npz"
-    np.savez(path, w=np.ones(2))
-    with pytest.raises(ValueError, match="not a file written by fnn.io.save"):
-        fnn.io.load(path)
+    np.savez(path, **{"0.weight": np.ones((2, 3)), "0.bias": np.zeros(2), "scale": np.float32(2)})
+    loaded = fnn.io.load(path)
+    assert sorted(loaded) == ["0", "scale"] and loaded["0"]["weight"].shape == (2, 3)
+
+
+def _safetensors_bytes(tensors):
+    """A safetensors file as the format's specification lays it out (no fgrad metadata)."""
+    header, blobs, offset = {}, [], 0
+    for name, (code, array) in tensors.items():
+        raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": code, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def test_safetensors_files_follow_the_format(tmp_path):
+    weight, steps = np.arange(6, dtype=np.float32).reshape(2, 3), np.array([7], np.int64)
+    path = tmp_path / "model.safetensors"
+    fnn.io.save(path, {"fc": {"weight": weight}, "steps": steps})
+    raw = path.read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + size])
+    assert (8 + size) % 8 == 0                                   # data aligned to 8 bytes
+    assert header["fc.weight"]["dtype"] == "F32" and header["fc.weight"]["shape"] == [2, 3]
+    begin, end = header["fc.weight"]["data_offsets"]
+    np.testing.assert_array_equal(np.frombuffer(raw[8 + size + begin:8 + size + end], "<f4"), weight.ravel())
+    assert header["steps"]["dtype"] == "I64"
+    # a file written by another program (no fgrad metadata) loads as nested dicts
+    foreign = tmp_path / "foreign.safetensors"
+    foreign.write_bytes(_safetensors_bytes({"0.weight": ("F64", np.eye(2)), "0.bias": ("BOOL", np.array([True]))}))
+    loaded = fnn.io.load(foreign)
+    np.testing.assert_array_equal(loaded["0"]["weight"], np.eye(2))
+    assert loaded["0"]["bias"].dtype == np.bool_
+
+
+def test_safetensors_round_trip_and_refusals(tmp_path):
+    params = {"layers": [{"w": np.ones((2, 2), np.float16)}, None], "count": 3, "flag": np.array(True)}
+    path = tmp_path / "tree.safetensors"
+    fnn.io.save(path, params)
+    _assert_same_tree(fnn.io.load(path), params)
+    _assert_same_tree(fnn.io.load(path, like=params), params)
+    with pytest.raises(TypeError, match="leaf 'z' has dtype complex128, which safetensors cannot store"):
+        fnn.io.save(tmp_path / "c.safetensors", {"z": np.ones(2, complex)})
+    assert not (tmp_path / "c.safetensors").exists()
 
 
 _dtypes = st.sampled_from([np.float32, np.float64, np.int32, np.int64, np.bool_, np.complex128])
@@ -245,9 +290,11 @@ _trees = st.recursive(
 
 
 @settings(max_examples=settings.default.max_examples * 3)
-@given(params=_trees)
-def test_drawn_trees_round_trip(params, tmp_path_factory):
-    path = tmp_path_factory.mktemp("io") / "tree.npz"
+@given(params=_trees, suffix=st.sampled_from([".npz", ".safetensors"]))
+def test_drawn_trees_round_trip(params, suffix, tmp_path_factory):
+    if suffix == ".safetensors" and any(np.iscomplexobj(leaf) for leaf in tree.leaves(params)):
+        suffix = ".npz"                      # safetensors has no complex dtype
+    path = tmp_path_factory.mktemp("io") / ("tree" + suffix)
     fnn.io.save(path, params)
     _assert_same_tree(fnn.io.load(path), params)
     _assert_same_tree(fnn.io.load(path, like=params), params)
