@@ -2,3 +2,4 @@
 from . import functional  # noqa: F401
 from . import init, io, utils  # noqa: F401
 from .layers import *  # noqa: F401,F403
+from . import data  # noqa: F401

