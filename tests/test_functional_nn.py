@@ -15,7 +15,12 @@ import fgrad.numpy as fnp
 import fnn.functional as F
 from functional_torch import check_against_torch
 
-SETTINGS = settings(deadline=None, max_examples=10)
+# the example budget of the loaded hypothesis profile (tests/conftest.py; the variable
+# FGRAD_HYPOTHESIS_EXAMPLES overrides it), scaled per test by how much each example covers
+EXAMPLES = settings.default.max_examples
+SETTINGS = settings(deadline=None, max_examples=EXAMPLES)
+# torch's embedding and pad call into TorchScript, which warns about its own deprecation
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
 seeds = st.integers(0, 2 ** 16)
 
@@ -56,7 +61,7 @@ ACTIVATIONS = [
 
 
 @pytest.mark.parametrize("name,fn,torch_fn", ACTIVATIONS, ids=[row[0] for row in ACTIVATIONS])
-@settings(deadline=None, max_examples=4)
+@settings(deadline=None, max_examples=max(1, EXAMPLES // 2))   # 22 rows
 @given(shape=shapes, seed=seeds)
 def test_activation_matches_torch(name, fn, torch_fn, shape, seed):
     rng = _rng(seed)
@@ -207,11 +212,12 @@ def test_embedding_matches_torch(ids_shape, vocab, dim, data, seed):
                    max_norm=data.draw(st.sampled_from([None, 0.5, 1.5])),
                    norm_type=data.draw(st.sampled_from([1.0, 2.0])),
                    scale_grad_by_freq=data.draw(st.booleans()))
-    # torch's forward mode ignores padding_idx (its tangent flows through the padding row while
-    # its gradient does not); ours is the derivative of one function, zero for that row in both
-    # modes. torch's max_norm renormalises the table in place, which its forward mode cannot
-    # follow. So the JVP is compared without these two options.
-    plain = options["max_norm"] is None and options["padding_idx"] is None
+    # torch's forward mode ignores padding_idx and scale_grad_by_freq, which only change its
+    # backward pass; here both modes differentiate the same function (jacfwd equals jacrev).
+    # torch's max_norm renormalises the table in place, which its forward mode cannot follow.
+    # So the JVP is compared without these options.
+    plain = (options["max_norm"] is None and options["padding_idx"] is None
+             and not options["scale_grad_by_freq"])
     check_against_torch(lambda w: F.embedding(ids, w, **options),
                         lambda w: TF.embedding(torch.from_numpy(ids), w, **options),
                         [w], (0,), rng=rng, jvp=plain)
@@ -380,3 +386,42 @@ def test_float32_inputs_give_float32_outputs_and_gradients():
                 if np.asarray(out).dtype != np.float32}
     assert not promoted, promoted
     assert fgrad.grad(lambda w: fnp.sum(F.conv2d(x, w, padding=1)))(w).dtype == np.float32
+
+
+# --------------------------------------------------------------------------------------------
+# vmap equals a loop, for the values and the per-example gradients
+# --------------------------------------------------------------------------------------------
+
+_W = _rng(9).standard_normal((3, 4, 3, 3))
+VMAP_ROWS = [
+    ("max_pool2d", lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True)),
+    ("avg_pool2d", lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)),
+    ("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d(x, (4, None))),
+    ("conv_transpose2d", lambda x: F.conv_transpose2d(x, _W, stride=2, output_padding=1)),
+    ("unfold", lambda x: F.unfold(x, 2, padding=1)),
+    ("batch_norm", lambda x: F.batch_norm(x, None, None, training=True)),
+    ("group_norm", lambda x: F.group_norm(x, 3)),
+    ("layer_norm", lambda x: F.layer_norm(x, (6, 6))),
+    ("pad_reflect", lambda x: F.pad(x, (1, 2, 0, 1), "reflect")),
+    ("attention", lambda x: F.scaled_dot_product_attention(x, x, x, is_causal=True)),
+    ("softmax", lambda x: F.softmax(x, 1)),
+]
+
+
+@pytest.mark.parametrize("name,fn", VMAP_ROWS, ids=[row[0] for row in VMAP_ROWS])
+def test_vmap_equals_a_loop(name, fn):
+    xs = _rng(10).standard_normal((3, 2, 3, 6, 6))
+    np.testing.assert_allclose(fgrad.vmap(fn)(xs), np.stack([fn(x) for x in xs]), rtol=1e-12)
+    loss = lambda x: fnp.sum(fn(x) ** 2)   # noqa: E731
+    np.testing.assert_allclose(fgrad.vmap(fgrad.grad(loss))(xs),
+                               np.stack([fgrad.grad(loss)(x) for x in xs]), rtol=1e-10, atol=1e-12)
+
+
+def test_vmap_over_integer_inputs_equals_a_loop():
+    rng = _rng(11)
+    ids, table = rng.integers(0, 5, (3, 4)), rng.standard_normal((5, 2))
+    lookup = lambda i: F.embedding(i, table, padding_idx=0, max_norm=1.0)   # noqa: E731
+    np.testing.assert_allclose(fgrad.vmap(lookup)(ids), np.stack([lookup(i) for i in ids]))
+    x = rng.standard_normal((3, 2, 3, 5, 5))
+    indices = lambda x: F.max_pool2d(x, 2, return_indices=True)[1]   # noqa: E731
+    np.testing.assert_array_equal(fgrad.vmap(indices)(x), np.stack([indices(v) for v in x]))

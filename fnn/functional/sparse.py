@@ -33,12 +33,14 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False):
     """Rows of ``weight`` ``(num_embeddings, dim)`` at integer ``input`` ``(*)``: ``(*, dim)``.
 
-    ``padding_idx`` (may be negative, counted from the end): its row gets zero gradient, in
-    forward mode too (torch's forward mode ignores ``padding_idx``).
+    ``padding_idx`` (may be negative, counted from the end): its row gets zero gradient.
     ``max_norm``: looked-up rows with ``norm_type``-norm above it are scaled down to it (the
     table itself is not modified). ``scale_grad_by_freq``: gradients are divided by each id's
     frequency in ``input`` (needs ``input`` known, not traced). ``sparse`` is accepted for
     torch's signature; gradients are always dense arrays.
+
+    ``padding_idx`` and ``scale_grad_by_freq`` act on forward-mode derivatives too, so that
+    ``jvp`` and ``vjp`` differentiate the same function; torch's forward mode ignores them.
     """
     fname = "fnn.functional.embedding"
     w_shape = shape_of(weight)
