@@ -10,6 +10,4 @@ from . import _tracer_methods  # noqa: F401 - attaches operators and methods to 
 from . import linalg  # noqa: F401
 from ._einsum import einsum  # noqa: F401
 
-__all__ = [n for n in dir(_funcs) if not n.startswith("_") and n not in (
-    "annotations", "builtins", "math", "operator", "np", "Tracer", "bind", "dtype_of", "shape_of",
-    "ew", "ix", "red", "sh")] + ["einsum", "linalg"]
+__all__ = _funcs.__all__ + ["einsum", "linalg"]

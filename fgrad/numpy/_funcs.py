@@ -1014,3 +1014,9 @@ meshgrid, indices, logspace = np.meshgrid, np.indices, np.logspace
 allclose, array_equal, isclose = np.allclose, np.array_equal, np.isclose
 
 del zero
+
+# The public names: everything defined above except the modules and engine names imported
+# for internal use (so `from ._funcs import *` brings only NumPy's API into fgrad.numpy).
+__all__ = [_n for _n, _v in list(globals().items())
+           if not _n.startswith("_") and not isinstance(_v, type(np))
+           and _n not in ("annotations", "Tracer", "bind", "dtype_of", "shape_of")]
