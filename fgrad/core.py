@@ -22,6 +22,7 @@ Everything here is transform-agnostic; the four traces live in ``jvp.py``, ``vjp
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 
 import numpy as np
@@ -112,7 +113,7 @@ def _leak_message(tracer, prim):
 _trace_stack: list["Trace"] = []
 
 
-class Trace:
+class Trace(abc.ABC):
     """One active transform. Subclasses implement ``process_primitive``."""
 
     transform_name = "transform"
@@ -121,8 +122,9 @@ class Trace:
         self.level = level
         self.active = True
 
-    def process_primitive(self, prim, args, params):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def process_primitive(self, prim, args, params):
+        """Apply ``prim`` to ``args`` (some of them this trace's tracers) and return the result."""
 
     def __repr__(self):
         return f"{type(self).__name__}(level={self.level})"

@@ -22,3 +22,7 @@ class ConcretizationError(FgradError, TypeError):
 
 class TransformError(FgradError, ValueError):
     """A transform was called with arguments it cannot handle (shapes, dtypes, axes, trees)."""
+
+
+class MissingRuleError(FgradError, TypeError):
+    """A primitive lacks the rule a transform needs (the registry test keeps this from happening)."""

@@ -11,6 +11,7 @@ trace; this is what lets ``jvp(grad(f))`` compute Hessian-vector products.
 from __future__ import annotations
 
 from .core import Trace, Tracer, dtype_of, is_float, shape_of, zero
+from .errors import MissingRuleError
 
 __all__ = ["JVPTrace", "JVPTracer", "defjvp", "defjvp_zero", "sum_tangents"]
 
@@ -52,7 +53,8 @@ class JVPTrace(Trace):
         if not nonzero or not prim.differentiable:
             return prim.bind(*primals, **params)
         if prim.jvp is None:
-            raise NotImplementedError(f"primitive {prim.name} has no JVP rule")
+            raise MissingRuleError(f"primitive {prim.name} has no JVP rule, so forward mode "
+                                   f"cannot handle it; define prim.jvp beside its impl")
         primal_out, tangent_out = prim.jvp(primals, tangents, **params)
         if prim.multiple_results:
             return [self.wrap(p, t) for p, t in zip(primal_out, tangent_out)]

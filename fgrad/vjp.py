@@ -18,6 +18,7 @@ special cases.
 from __future__ import annotations
 
 from .core import Trace, Tracer, dtype_of, instantiate_zeros, is_float, shape_of, zero
+from .errors import MissingRuleError
 
 __all__ = ["VJPTrace", "VJPTracer", "Node", "backward_pass", "unbroadcast"]
 
@@ -84,7 +85,8 @@ class VJPTrace(Trace):
             ans, backward = prim.vjp_fwd(primals, **params)
         else:
             if prim.vjp is None:
-                raise NotImplementedError(f"primitive {prim.name} has no VJP rule")
+                raise MissingRuleError(f"primitive {prim.name} has no VJP rule, so reverse mode "
+                                       f"cannot handle it; define prim.vjp beside its impl")
             ans, backward = prim.bind(*primals, **params), None
         node = Node(prim, params, primals, ans, tuple(parents), backward)
         if prim.multiple_results:

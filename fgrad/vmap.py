@@ -13,6 +13,7 @@ rest alone.
 from __future__ import annotations
 
 from .core import Trace, Tracer, dtype_of, shape_of
+from .errors import MissingRuleError
 
 __all__ = ["BatchTrace", "BatchTracer", "not_mapped", "move_to_front", "move_axis",
            "broadcast_batch", "elementwise_batch_rule", "reduction_batch_rule",
@@ -56,7 +57,8 @@ class BatchTrace(Trace):
                 vals.append(x)
                 dims.append(not_mapped)
         if prim.batch is None:
-            raise NotImplementedError(f"primitive {prim.name} has no batching rule")
+            raise MissingRuleError(f"primitive {prim.name} has no batching rule, so vmap "
+                                   f"cannot handle it; define prim.batch beside its impl")
         out, out_dim = prim.batch(vals, dims, **params)
         if prim.multiple_results:
             return [self.wrap(o, d) for o, d in zip(out, out_dim)]

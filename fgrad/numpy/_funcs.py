@@ -380,11 +380,14 @@ def _shape_arg(new_shape):
 
 
 def reshape(a, newshape=None, order="C", *, shape=None):
-    """Reshape ``a``; one entry may be -1 (inferred). Only C order is supported."""
+    """Reshape ``a``; one entry may be -1 (inferred). ``order="F"`` reads and writes elements
+    in Fortran order (first index fastest), as NumPy."""
     new_shape = _shape_arg(shape if shape is not None else newshape)
-    if order != "C":
-        raise NotImplementedError("fgrad.numpy.reshape: only order='C' is supported")
+    if order not in ("C", "F"):
+        raise ValueError(f"fgrad.numpy.reshape: order must be 'C' or 'F', got {order!r}")
     a = _arr(a)
+    if order == "F":   # Fortran order is C order on the reversed axes
+        return transpose(reshape(transpose(a), new_shape[::-1]))
     s = shape_of(a)
     total = _count(s, range(len(s)))
     if new_shape.count(-1) > 1:
@@ -612,7 +615,8 @@ def pad(array, pad_width, mode="constant", constant_values=0):
     if mode == "constant":
         return bind(sh.pad_p, a, constant_values, pad_width=pw)
     if mode not in ("edge", "reflect", "wrap", "symmetric"):
-        raise NotImplementedError(f"fgrad.numpy.pad: mode {mode!r} is not supported")
+        raise ValueError(f"fgrad.numpy.pad: mode {mode!r} is not supported; use 'constant', "
+                         f"'edge', 'reflect', 'symmetric' or 'wrap'")
     # the other modes are a gather with a static index per axis
     for ax, (lo, hi) in enumerate(pw):
         size_ = shape_of(a)[ax]
