@@ -162,7 +162,8 @@ def _derivative_setup(op, data):
     sample = draw_sample(data, op)
     argnums = float_argnums(sample.args)
     assert argnums, f"row {op.name} is marked differentiable but has no float operand"
-    return sample, argnums, [sample.args[i] for i in argnums], restrict(op, sample.args, sample.kwargs, argnums)
+    primals = [sample.args[i] for i in argnums]
+    return sample, argnums, primals, restrict(op, sample.args, sample.kwargs, argnums)
 
 
 @pytest.mark.parametrize("op", rows("grad"))
@@ -348,7 +349,7 @@ def test_every_primitive_is_exercised_by_a_row():
         covered |= names
         if not names:
             idle_rows.append(op.name)
-    assert not idle_rows, f"rows that bind no primitive (testing NumPy against itself?): {idle_rows}"
+    assert not idle_rows, f"rows binding no primitive (NumPy tested against itself?): {idle_rows}"
     problems = []
     for name in sorted(set(registry) - covered):
         modules = modules_holding(registry[name], library)
