@@ -220,10 +220,11 @@ def _axis(axis, ndim_, fn):
         a = operator.index(axis)
     except TypeError:
         raise TypeError(f"{_name(fn)}: axis must be an int, got {axis!r}") from None
-    if not -ndim_ <= a < builtins.max(ndim_, 1) or (ndim_ == 0 and a not in (0, -1)):
+    if not -ndim_ <= a < ndim_:
+        valid = f"use an axis in [{-ndim_}, {ndim_ - 1}]" if ndim_ else "a 0-d array has no axes"
         raise ValueError(f"{_name(fn)}: axis {axis} is out of range for an array with {ndim_} "
-                         f"dimension(s); use an axis in [{-ndim_}, {ndim_ - 1}].")
-    return a % ndim_ if ndim_ else 0
+                         f"dimension(s); {valid}.")
+    return a % ndim_
 
 
 def _axes(axis, ndim_, fn):
