@@ -12,7 +12,7 @@ from ``foptim``. A training step is then a pure function too::
 has_aux=True)``: the loss returns ``(loss, metrics)``, the gradient goes through the optimizer,
 and the new params, the new optimizer state and ``{"loss": loss, **metrics}`` come back.
 Nothing is mutated; ``key`` (an ``fgrad.random`` key) is the step's only randomness
-(dropout), so a run is a function of its seed.
+(dropout masks, DP-SGD's noise), so a run is a function of its seed.
 
 Models with state
 -----------------
@@ -27,10 +27,12 @@ The rest
 --------
 :func:`evaluate` averages metrics over a dataset in batches; :func:`train_loop` runs epochs of
 steps over shuffled batches (``fnn.data.batches`` with an ``fgrad.random`` key) with a tqdm
-progress bar and evaluates after every epoch; :func:`save_curves` plots the history with
+progress bar and evaluates every few epochs; :func:`save_curves` plots the history with
 matplotlib; :func:`make_parser` gives every example the same flags (``--seed``, ``--epochs``,
-``--batch-size``, ``--lr``, ``--out-dir``, ``--quick``, ``--train-size``, ``--test-size``).
-tqdm and matplotlib are the optional ``examples`` extra (``pip install -e ".[examples]"``).
+``--batch-size``, ``--lr``, ``--out-dir``, ``--quick``, ``--threads``, ``--train-size``,
+``--test-size``); :func:`load_images` reads MNIST, Fashion-MNIST or CIFAR-10 through
+``examples.datasets``. tqdm, matplotlib and threadpoolctl are the optional ``examples`` extra
+(``pip install -e ".[examples]"``); a missing one is an error that says so.
 """
 from __future__ import annotations
 
@@ -180,7 +182,8 @@ def train_loop(step, params, opt_state, train_arrays, *, epochs, batch_size, key
             for name, value in results.items():
                 history["eval"].setdefault(name, []).append(float(value))
             if eval_every == 1 or epoch == epochs:
-                bar.write(f"epoch {epoch}: " + ", ".join(f"test {k} {v:.4f}" for k, v in results.items()))
+                shown = ", ".join(f"test {name} {value:.4f}" for name, value in results.items())
+                bar.write(f"epoch {epoch}: {shown}")
     bar.close()
     return params, opt_state, history
 
@@ -227,7 +230,8 @@ def save_curves(history, path, title="", references=None):
                         markersize=4, label=f"{prefix}test")
         for (label, value), style in zip(references.get(name, ()), (":", "-.", "--")):
             ax.axhline(value, color="black", linestyle=style, linewidth=1, label=label)
-        values = [v for run in runs.values() for part in ("train", "eval") for v in run[part].get(name, [])]
+        values = [v for run in runs.values() for part in ("train", "eval")
+                  for v in run[part].get(name, [])]
         if name in ("loss", "mse") and values and min(values) > 0:
             ax.set_yscale("log")
         ax.set_xlabel("step")
@@ -367,6 +371,6 @@ def finish(args, name, history, final, title=None, references=None):
     summary = {**final, "train_seconds": round(seconds, 1), "args": vars(args)}
     with open(os.path.join(args.out_dir, "metrics.json"), "w") as f:
         json.dump(summary, f, indent=2, default=str)
-    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in final.items())
+    shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in final.items())
     print(f"{name}: {shown} (training {seconds:.0f} s); curves in {curves}")
     return {**final, "history": history}

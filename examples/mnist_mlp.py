@@ -103,8 +103,9 @@ def run(args):
         batch_size=args.batch_size, key=key,
         eval_fn=lambda p: common.evaluate(metrics, p, (x_test, data.y_test), 2000))
     final = {"test_accuracy": history["eval"]["accuracy"][-1], "test_loss": history["eval"]["loss"][-1]}
-    title = f"MLP {'-'.join(map(str, [784, *args.hidden, 10]))}" + (" + BatchNorm" if args.batchnorm else "")
-    return common.finish(args, NAME, history, final, title=f"{title} on MNIST")
+    sizes = "-".join(map(str, [784, *args.hidden, 10]))
+    title = f"MLP {sizes}{' + BatchNorm' if args.batchnorm else ''} on MNIST"
+    return common.finish(args, NAME, history, final, title=title)
 
 
 if __name__ == "__main__":

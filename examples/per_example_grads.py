@@ -85,7 +85,8 @@ def make_dp_step(model, optimizer, clip, noise):
             noisy.append((clipped_sum + noise * clip * draw) / len(x))
         updates, opt_state = optimizer.update(tree.unflatten(treedef, noisy), opt_state, params)
         metrics = {"loss": fnp.mean(losses), "accuracy": common.accuracy(logits, y),
-                   "grad_norm": fnp.mean(norms), "clipped": fnp.mean(fnp.astype(norms > clip, np.float64))}
+                   "grad_norm": fnp.mean(norms),
+                   "clipped": fnp.mean(fnp.astype(norms > clip, np.float64))}
         return foptim.apply_updates(params, updates), opt_state, metrics
     return step
 
@@ -114,12 +115,13 @@ def compare_with_loop(model, params, x, y):
 
 
 def make_parser():
-    parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=3, batch_size=128, lr=0.1)
+    parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=3, batch_size=128, lr=0.02)
     common.add_data_flags(parser, datasets=("mnist",))
     parser.add_argument("--hidden", type=int, default=128, help="hidden units of the MLP")
     parser.add_argument("--clip", type=float, default=1.0, help="per-example gradient norm bound C")
     parser.add_argument("--noise", type=float, default=1.0,
                         help="noise multiplier sigma: the noise's standard deviation is sigma C")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0: none)")
     parser.add_argument("--compare-batch", type=int, default=64,
                         help="batch size of the vmap-versus-loop comparison")
     return parser
@@ -143,10 +145,11 @@ def run(args):
     n = min(args.compare_batch, len(x_train))
     difference, timings = compare_with_loop(model, params, x_train[:n], data.y_train[:n])
     print(f"per-example gradients of {n} examples: vmap(grad) {timings['vmap'] * 1e3:.1f} ms, "
-          f"Python loop of grad {timings['loop'] * 1e3:.1f} ms ({timings['loop'] / timings['vmap']:.1f}x); "
+          f"Python loop of grad {timings['loop'] * 1e3:.1f} ms "
+          f"({timings['loop'] / timings['vmap']:.1f}x); "
           f"largest difference {difference:.2e}")
 
-    optimizer = foptim.sgd(args.lr, momentum=0.9)
+    optimizer = foptim.sgd(args.lr, momentum=args.momentum or None)
 
     def metrics(params, batch):
         x, y = batch

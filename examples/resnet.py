@@ -161,7 +161,8 @@ def run(args):
     key, init_key = fgrad.random.split(fgrad.random.key(args.seed))
     weights, state = model.init(init_key), model.init_state()
     steps = args.epochs * (len(x_train) // args.batch_size)
-    schedule = foptim.warmup_cosine_decay_schedule(0.0, args.lr, min(100, steps // 10 + 1), max(steps, 1))
+    warmup = min(100, steps // 10 + 1)
+    schedule = foptim.warmup_cosine_decay_schedule(0.0, args.lr, warmup, max(steps, 1))
     optimizer = foptim.adamw(schedule, weight_decay=args.weight_decay)
 
     def metrics(params, batch):
