@@ -58,9 +58,7 @@ def make_parser():
 
 def main(argv=None):
     """Run the example with command-line arguments ``argv``; returns the final metrics and history."""
-    args = common.parse(make_parser(), argv)
-    with common.blas_threads(args.threads):
-        return run(args)
+    return common.run_main(make_parser, run, argv)
 
 
 def run(args):

@@ -294,6 +294,14 @@ def parse(parser, argv):
     return args
 
 
+def run_main(make_parser, run, argv):
+    """What every example's ``main(argv)`` does: parse ``argv`` with ``make_parser()`` and call
+    ``run(args)`` with BLAS limited to ``--threads`` threads; returns what ``run`` returns."""
+    args = parse(make_parser(), argv)
+    with blas_threads(args.threads):
+        return run(args)
+
+
 IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
