@@ -562,7 +562,11 @@ def split(a, indices_or_sections, axis=0):
         bounds = [i * (n // k) for i in range(k + 1)]
     else:
         bounds = [0] + [int(i) for i in indices_or_sections] + [n]
-    return [a[(slice(None),) * ax + (slice(lo, hi),)] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    # NumPy's clamping of out-of-range split points: each piece is the slice [lo:hi]
+    sizes = tuple(len(range(n)[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]))
+    if len(sizes) == 1:
+        return [a]
+    return list(bind(sh.split_p, a, sizes=sizes, axis=ax))
 
 
 def array_split(a, sections, axis=0):

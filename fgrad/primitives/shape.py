@@ -173,3 +173,28 @@ convert_element_type_p.vjp = (
     lambda g, ans, x, *, dtype: (convert_element_type_p.bind(g, dtype=dtype_of(x))
                                  if np.dtype(dtype).kind == "f" else zero),)
 elementwise_batch_rule(convert_element_type_p)
+
+# --- split: one array into pieces along an axis (several results) ----------------------------
+
+split_p = Primitive("split", lambda x, *, sizes, axis: np.split(x, np.cumsum(sizes)[:-1], axis=axis),
+                    multiple_results=True)
+
+
+def _split_jvp(primals, tangents, *, sizes, axis):
+    (x,), (x_dot,) = primals, tangents
+    return split_p.bind(x, sizes=sizes, axis=axis), split_p.bind(x_dot, sizes=sizes, axis=axis)
+
+
+split_p.jvp = _split_jvp   # linear: d split(x) = split(dx)
+# the adjoint of cutting x into pieces is joining the pieces' cotangents back together (one
+# concatenate, instead of one zeros-sized scatter per piece as slicing would give)
+split_p.vjp = (lambda gs, ans, x, *, sizes, axis: concatenate_p.bind(*gs, axis=axis),)
+
+
+def _split_batch(vals, dims, *, sizes, axis):
+    (x,), (d,) = vals, dims
+    outs = split_p.bind(move_axis(x, d, 0), sizes=sizes, axis=axis + 1)
+    return outs, [0] * len(outs)
+
+
+split_p.batch = _split_batch
