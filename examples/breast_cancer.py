@@ -76,9 +76,7 @@ def run(args):
         optimizer = foptim.adam(args.lr)
         loss = make_loss(model)
 
-        def metrics(params, batch, loss=loss):
-            value, extra = loss(params, batch)
-            return {"loss": value, **extra}
+        metrics = common.loss_metrics(loss)
 
         params, _, histories[kind] = common.train_loop(
             common.make_step(loss, optimizer), params, optimizer.init(params),

@@ -118,6 +118,15 @@ def accuracy(logits, labels):
     return fnp.mean(fnp.astype(fnp.argmax(logits, axis=-1) == labels, np.float64))
 
 
+def loss_metrics(loss):
+    """``metrics(params, batch) -> {"loss": value, **aux}`` from a ``loss(params, batch) -> (value,
+    aux)`` as the examples write them: the metrics function ``evaluate`` averages."""
+    def metrics(params, batch):
+        value, extra = loss(params, batch)
+        return {"loss": value, **extra}
+    return metrics
+
+
 def evaluate(metrics_fn, params, arrays, batch_size):
     """Average ``metrics_fn(params, batch) -> {name: batch mean}`` over ``arrays`` in batches.
 

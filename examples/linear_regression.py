@@ -68,9 +68,7 @@ def fit(x_train, y_train, x_test, y_test, y_scale, args, key, label):
     optimizer = foptim.adam(foptim.cosine_decay_schedule(args.lr, steps))
     loss = make_loss(y_scale)
 
-    def metrics(params, batch):
-        value, extra = loss(params, batch)
-        return {"loss": value, **extra}
+    metrics = common.loss_metrics(loss)
 
     params, _, history = common.train_loop(
         common.make_step(loss, optimizer), params, optimizer.init(params), (x_train, y_train),

@@ -90,9 +90,7 @@ def run(args):
     optimizer = foptim.adam(foptim.cosine_decay_schedule(args.lr, max(steps, 1)))
     loss = make_loss(model)
 
-    def metrics(params, batch):
-        value, extra = loss(params, batch)
-        return {"loss": value, **extra}
+    metrics = common.loss_metrics(loss)
 
     params, _, history = common.train_loop(
         common.make_step(loss, optimizer), params, optimizer.init(params),

@@ -114,9 +114,7 @@ def run(args):
         optimizer = foptim.adam(foptim.cosine_decay_schedule(args.lr, max(steps, 1)))
         loss = make_loss(classifier, kind, num_classes)
 
-        def metrics(params, batch, loss=loss):
-            value, extra = loss(params, batch)
-            return {"loss": value, **extra}
+        metrics = common.loss_metrics(loss)
 
         params, _, histories[kind] = common.train_loop(
             common.make_step(loss, optimizer), params, optimizer.init(params),
