@@ -49,6 +49,7 @@ import numpy as np
 import fgrad
 import fgrad.numpy as fnp
 import foptim
+import fnn.functional as F
 from fnn.data import batches, num_batches
 
 __all__ = ["make_step", "accuracy", "evaluate", "train_loop", "save_curves", "make_parser",
@@ -116,6 +117,16 @@ def make_step(loss_fn, optimizer, *, has_state=False):
 def accuracy(logits, labels):
     """Fraction of rows whose largest logit is at the label: ``mean(argmax(logits) == labels)``."""
     return fnp.mean(fnp.astype(fnp.argmax(logits, axis=-1) == labels, np.float64))
+
+
+def classification_loss(model):
+    """``loss(params, batch, key=None) -> (mean cross-entropy, {"accuracy": ...})`` for a model
+    without state or randomness (``key`` is unused), in the form :func:`make_step` takes."""
+    def loss(params, batch, key=None):
+        x, y = batch
+        logits = model.apply(params, x)
+        return F.cross_entropy(logits, y), {"accuracy": accuracy(logits, y)}
+    return loss
 
 
 def loss_metrics(loss):

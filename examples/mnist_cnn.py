@@ -27,7 +27,6 @@ import numpy as np
 
 import fgrad
 import fnn
-import fnn.functional as F
 import foptim
 from fnn.data import standardize
 
@@ -53,14 +52,7 @@ def build_model(in_channels=1, image_size=28, channels=(16, 32), hidden=128, num
     return fnn.Sequential(*layers)
 
 
-def make_loss(model):
-    """``loss(params, batch, key) -> (mean cross-entropy, {"accuracy": ...})``; the network is
-    deterministic, so ``key`` is unused."""
-    def loss(params, batch, key=None):
-        x, y = batch
-        logits = model.apply(params, x)
-        return F.cross_entropy(logits, y), {"accuracy": common.accuracy(logits, y)}
-    return loss
+make_loss = common.classification_loss   # the network is deterministic: no state, no key
 
 
 def make_parser():

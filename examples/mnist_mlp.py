@@ -51,12 +51,7 @@ def make_loss(model):
             logits, new_state = model.apply(weights, x, state=state, train=True)
             return F.cross_entropy(logits, y), ({"accuracy": common.accuracy(logits, y)}, new_state)
         return loss_with_state
-
-    def loss(params, batch, key=None):
-        x, y = batch
-        logits = model.apply(params, x)
-        return F.cross_entropy(logits, y), {"accuracy": common.accuracy(logits, y)}
-    return loss
+    return common.classification_loss(model)
 
 
 def make_parser():
