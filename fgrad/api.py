@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 
+import math
+
 import numpy as np
 
 from . import tree
@@ -418,7 +420,7 @@ def _place_out_axis(name, val, bd, oa, size, path):
 
 def _std_basis(leaves):
     """Identity of size N = total size, split per leaf: leaf i gets shape (N, *leaf_shape)."""
-    sizes = [int(np.prod(shape_of(x), dtype=np.int64)) for x in leaves]
+    sizes = [math.prod(shape_of(x)) for x in leaves]
     n = sum(sizes)
     dt = np.result_type(*[dtype_of(x) for x in leaves]) if leaves else np.float64
     eye = np.eye(n, dtype=dt)

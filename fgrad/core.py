@@ -25,6 +25,8 @@ from __future__ import annotations
 import abc
 import contextlib
 
+import math
+
 import numpy as np
 
 from .errors import ConcretizationError, TracerArrayConversionError, UnexpectedTracerError
@@ -167,7 +169,7 @@ class Tracer:
 
     @property
     def size(self):
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     def __len__(self):
         if not self.shape:

@@ -43,7 +43,7 @@ def ndim(x):
 
 
 def size(x):
-    return int(np.prod(shape_of(x), dtype=np.int64))
+    return math.prod(shape_of(x))
 
 
 def _name(fn_name):
@@ -311,7 +311,7 @@ argmin = _arg_reduction(red.argmin_p, "argmin")
 
 
 def _count(s, axes):
-    return int(np.prod([s[i] for i in axes], dtype=np.int64))
+    return math.prod(s[i] for i in axes)
 
 
 def mean(a, axis=None, keepdims=False, dtype=None):

@@ -12,6 +12,8 @@ The implementation transposes both operands to ``(batch, free, contract)`` /
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import numpy as fnp
@@ -31,22 +33,23 @@ def _dot_general_impl(lhs, rhs, *, dimension_numbers):
     batch_shape = tuple(lhs.shape[i] for i in lb)
     lf_shape = tuple(lhs.shape[i] for i in lf)
     rf_shape = tuple(rhs.shape[i] for i in rf)
-    k = int(np.prod([lhs.shape[i] for i in lc], dtype=np.int64))
-    m, n = int(np.prod(lf_shape, dtype=np.int64)), int(np.prod(rf_shape, dtype=np.int64))
+    # math.prod of Python ints: np.prod on a tuple costs ~5 us a call, this ~0.2 us
+    k = math.prod(lhs.shape[i] for i in lc)
+    m, n = math.prod(lf_shape), math.prod(rf_shape)
     a = np.transpose(lhs, tuple(lb) + tuple(lf) + tuple(lc))
     b = np.transpose(rhs, tuple(rb) + tuple(rc) + tuple(rf))
     if k == 1 and lb:
         # Fast path: nothing to sum (an outer product per batch element, as in per-example
         # weight gradients under vmap). A broadcast multiply beats a stack of K=1 matmuls,
         # which NumPy runs ~10x slower (measured in benchmarks/bench_per_example.py).
-        nb = int(np.prod(batch_shape, dtype=np.int64))
-        out = a.reshape(nb, m, 1) * b.reshape(nb, 1, n)
+        out = a.reshape(batch_shape + (m, 1)) * b.reshape(batch_shape + (1, n))
         return out.reshape(batch_shape + lf_shape + rf_shape)
-    if lb:
-        nb = int(np.prod(batch_shape, dtype=np.int64))
-        out = np.matmul(a.reshape(nb, m, k), b.reshape(nb, k, n))
-    else:
-        out = np.matmul(a.reshape(m, k), b.reshape(k, n))
+    # Keep the batch axes as they are and merge only the free and the contracted groups:
+    # np.matmul loops over stacked batch axes itself and hands BLAS strided (even transposed)
+    # matrices, so views such as the heads of a packed q/k/v projection need no copy. Merging
+    # the batch axes into one (as a 3-D matmul would) copies both operands whenever their
+    # strides don't line up (measured: attention scores of a 4-head GPT, 0.75 -> 0.4 ms).
+    out = np.matmul(a.reshape(batch_shape + (m, k)), b.reshape(batch_shape + (k, n)))
     return out.reshape(batch_shape + lf_shape + rf_shape)
 
 

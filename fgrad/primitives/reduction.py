@@ -5,6 +5,8 @@ the cotangent first gets its reduced axes back (:func:`expand_to`), then broadca
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import numpy as fnp
@@ -57,7 +59,7 @@ def _prod_others(x, axes):
     rest = [i for i in range(len(shape)) if i not in axes]
     xt = fnp.transpose(x, tuple(rest) + tuple(axes))           # (..kept.., ..reduced..)
     kept_shape = tuple(shape[i] for i in rest)
-    n = int(np.prod([shape[i] for i in axes], dtype=np.int64))
+    n = math.prod(shape[i] for i in axes)
     flat = fnp.reshape(xt, kept_shape + (n,))
     # row i of the (n, n) grid holds x with x_i replaced by 1; its product is prod_{j != i} x_j
     grid = fnp.where(np.eye(n, dtype=bool), 1, fnp.expand_dims(flat, -2))
