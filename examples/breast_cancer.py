@@ -29,6 +29,9 @@ from . import common
 from .datasets import load_breast_cancer
 
 NAME = "breast_cancer"
+#: The measured default run (README, "Examples"), quoted at the end of a --quick run.
+FULL_RUN = ("python -m examples.breast_cancer reached test accuracy 99.12% (logistic) and "
+            "97.37% (MLP) in 7 s (README)")
 
 
 def build_model(kind, features=30, hidden=32):
@@ -84,7 +87,8 @@ def run(args):
             key=train_key, desc=kind, eval_every=max(1, args.epochs // 10),
             eval_fn=lambda p: metrics(p, (x_test, data.y_test)))
         final[f"{kind}_test_accuracy"] = histories[kind]["eval"]["accuracy"][-1]
-    return common.finish(args, NAME, histories, final, title="breast cancer (benign vs malignant)")
+    return common.finish(args, NAME, histories, final, title="breast cancer (benign vs malignant)",
+                         full_run=FULL_RUN)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ from . import common
 from .datasets import load_diabetes
 
 NAME = "linear_regression"
+#: The measured default run (README, "Examples"), quoted at the end of a --quick run.
+FULL_RUN = ("python -m examples.linear_regression reached test MSE 3260.5 against 3259.9 by "
+            "least squares (linear) and 4119 against 4194 (degree 2) in 11 s (README)")
 
 
 def polynomial_features(x, degree):
@@ -113,7 +116,9 @@ def run(args):
         print(f"{label} ({x_train.shape[1]} features): test MSE {gd_mse:.1f} by Adam, "
               f"{exact_mse:.1f} by least squares (ratio {gd_mse / exact_mse:.4f})")
     return common.finish(args, NAME, histories, final, title="diabetes regression",
-                         references={"mse": references})
+                         references={"mse": references}, full_run=FULL_RUN,
+                         titles={"loss": "loss: MSE of the standardised target",
+                                 "mse": "MSE in the target's units (black: least squares' test MSE)"})
 
 
 if __name__ == "__main__":

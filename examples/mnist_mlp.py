@@ -27,6 +27,10 @@ from fnn.data import standardize
 from . import common
 
 NAME = "mnist_mlp"
+#: The measured default runs (README, "Examples"), quoted at the end of a --quick run.
+FULL_RUNS = {False: "python -m examples.mnist_mlp reached test accuracy 98.46% in 38 s (README)",
+             True: "python -m examples.mnist_mlp --batchnorm reached test accuracy 98.36% in "
+                   "78 s (README)"}
 
 
 def build_model(hidden=(256, 128), batchnorm=False, inputs=784, num_classes=10, dtype=np.float32):
@@ -98,7 +102,8 @@ def run(args):
     final = {"test_accuracy": history["eval"]["accuracy"][-1], "test_loss": history["eval"]["loss"][-1]}
     sizes = "-".join(map(str, [784, *args.hidden, 10]))
     title = f"MLP {sizes}{' + BatchNorm' if args.batchnorm else ''} on MNIST"
-    return common.finish(args, NAME, history, final, title=title)
+    return common.finish(args, NAME, history, final, title=title,
+                         full_run=FULL_RUNS[args.batchnorm])
 
 
 if __name__ == "__main__":

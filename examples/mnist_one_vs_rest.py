@@ -40,6 +40,9 @@ from . import common
 
 NAME = "mnist_one_vs_rest"
 LOSSES = ("bce", "hinge")
+#: The measured default run (README, "Examples"), quoted at the end of a --quick run.
+FULL_RUN = ("python -m examples.mnist_one_vs_rest reached test accuracy 91.05% (BCE) and "
+            "91.40% (hinge) in 21 s (README)")
 
 
 def build_classifier(hidden=0, inputs=784, dtype=np.float32):
@@ -123,8 +126,13 @@ def run(args):
             eval_fn=lambda p: common.evaluate(metrics, p, (x_test, data.y_test), 2000))
         final[f"{kind}_test_accuracy"] = histories[kind]["eval"]["accuracy"][-1]
     kind_of_model = f"MLPs ({args.hidden} hidden)" if args.hidden else "linear classifiers"
+    # "binary_loss" (the mean of the ten) is the loss divided by ten: the same curve, not drawn
     return common.finish(args, NAME, histories, final,
-                         title=f"one-vs-rest on MNIST: 10 {kind_of_model}, vmapped over classes")
+                         title=f"one-vs-rest on MNIST: 10 {kind_of_model}, vmapped over classes",
+                         full_run=FULL_RUN, metrics=("loss", "accuracy"),
+                         titles={"loss": f"loss: the sum of the {num_classes} classifiers' "
+                                         f"binary losses",
+                                 "accuracy": f"accuracy of argmax over the {num_classes} scores"})
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ from fnn.data import standardize
 from . import common
 
 NAME = "per_example_grads"
+#: The measured default run (README, "Examples"), quoted at the end of a --quick run.
+FULL_RUN = ("python -m examples.per_example_grads reached DP-SGD test accuracy 90.63% in 86 s "
+            "(README)")
 
 
 def build_model(hidden=128, inputs=784, num_classes=10, dtype=np.float32):
@@ -161,8 +164,14 @@ def run(args):
     final = {"test_accuracy": history["eval"]["accuracy"][-1],
              "vmap_ms": timings["vmap"] * 1e3, "loop_ms": timings["loop"] * 1e3,
              "vmap_vs_loop_max_difference": difference}
-    return common.finish(args, NAME, history, final,
-                         title=f"DP-SGD on MNIST (clip {args.clip:g}, noise multiplier {args.noise:g})")
+    return common.finish(
+        args, NAME, history, final,
+        title=f"DP-SGD on MNIST (clip {args.clip:g}, noise multiplier {args.noise:g})",
+        full_run=FULL_RUN, references={"grad_norm": [(f"clip norm C = {args.clip:g}", args.clip)]},
+        log_scale=("loss", "grad_norm"), limits={"clipped": (0, 1.05)},
+        titles={"grad_norm": "per-example gradient norm before clipping (batch mean)",
+                "clipped": f"fraction of examples clipped (norm > C); 1: every gradient "
+                           f"scaled to norm {args.clip:g}"})
 
 
 if __name__ == "__main__":

@@ -231,3 +231,98 @@ def test_missing_plotting_extra_says_what_to_install(monkeypatch):
     history = {"train": {"step": [1], "loss": [1.0]}, "eval": {"step": []}, "seconds": 0.0}
     with pytest.raises(ModuleNotFoundError, match=r"pip install -e '\.\[examples\]'"):
         common.save_curves(history, "unused.png")
+
+
+# --------------------------------------------------------------------------------------------
+# What a run prints, and what its plots look like
+# --------------------------------------------------------------------------------------------
+
+def test_a_quick_run_says_it_is_a_sanity_run_and_what_it_used(tmp_path, monkeypatch, capsys):
+    """Diabetes has 354 training rows, fewer than --quick's 2048: the run says what it used, and
+    its last line says it was a sanity run and what the full run reached."""
+    run_example("linear_regression", ["--quick"], tmp_path, monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("data (--quick): all 354 training examples (fewer than the 2048 asked "
+                        "for), all 88 test examples (fewer than the 1024 asked for)")
+    last = lines[-1]
+    assert last.startswith("linear_regression --quick: a sanity run, 1 epoch on 354 training "
+                           "examples in ")
+    assert "far from a full run" in last
+    assert "Full run: python -m examples.linear_regression reached test MSE 3260.5" in last
+    assert " 0 s" not in last
+
+
+def test_a_quick_run_quotes_the_full_run_of_its_own_variant(tmp_path, monkeypatch, capsys,
+                                                             data_files):
+    args = ["--quick", "--batchnorm", "--data", data_files["mnist"], "--batch-size", "16",
+            "--hidden", "8"]
+    run_example("mnist_mlp", args, tmp_path, monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("data (--quick): all 128 training examples (fewer than the 2048")
+    assert lines[-1].startswith("mnist_mlp --quick: a sanity run, 1 epoch on 128 training examples")
+    assert lines[-1].endswith("Full run: python -m examples.mnist_mlp --batchnorm reached test "
+                              "accuracy 98.36% in 78 s (README).")
+
+
+def test_a_full_run_ends_with_its_result_and_real_duration(tmp_path, monkeypatch, capsys):
+    run_example("breast_cancer", ["--epochs", "2", "--model", "logistic"], tmp_path, monkeypatch)
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("breast_cancer: logistic_test_accuracy ")
+    assert "--quick" not in last and "(training 0 s)" not in last
+
+
+@pytest.mark.parametrize("seconds, shown", [(0.0312, "0.03 s"), (0.42, "0.42 s"), (8.34, "8.3 s"),
+                                            (38.2, "38 s"), (247.4, "4 min 7 s"),
+                                            (376, "6 min 16 s")])
+def test_durations_read_as_people_write_them(seconds, shown):
+    from examples import common
+    assert common.format_seconds(seconds) == shown
+
+
+def fake_history(losses, **metrics):
+    steps = list(range(1, len(losses) + 1))
+    return {"train": {"step": steps, "loss": list(losses), **metrics},
+            "eval": {"step": [steps[-1]], "loss": [losses[-1]]}, "seconds": 1.0}
+
+
+def visible_tick_labels(ax):
+    """The y tick labels (major and minor) that a reader sees on ``ax``."""
+    ax.figure.draw_without_rendering()
+    low, high = ax.get_ylim()
+    ticks = ax.yaxis.get_major_ticks() + ax.yaxis.get_minor_ticks()
+    return [t.label1.get_text() for t in ticks
+            if low <= t.get_loc() <= high and t.label1.get_visible() and t.label1.get_text()]
+
+
+@pytest.mark.parametrize("high, low, at_least", [(2.3, 0.02, 5), (2.3, 0.18, 5), (900, 0.3, 4)])
+def test_a_log_loss_axis_has_labels_a_person_can_read(high, low, at_least):
+    from examples import common
+    fig = common.plot_curves(fake_history(np.geomspace(high, low, 200)))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = visible_tick_labels(ax)
+    assert len(labels) >= at_least, labels
+    for label in labels:                        # plain numbers, no 2x10^0
+        float(label)
+
+
+def test_a_loss_within_a_decade_stays_on_a_linear_axis():
+    from examples import common
+    fig = common.plot_curves(fake_history(np.linspace(2.37, 2.13, 16)))
+    assert fig.axes[0].get_yscale() == "linear"
+    assert len(visible_tick_labels(fig.axes[0])) >= 4
+
+
+def test_figures_fit_a_laptop_screen_and_panels_can_be_chosen_and_titled():
+    from examples import common
+    history = fake_history(np.geomspace(2, 0.1, 50), accuracy=list(np.linspace(0.1, 0.9, 50)),
+                           grad_norm=list(np.linspace(12, 3, 50)), clipped=[1.0] * 50)
+    fig = common.plot_curves(history, "title")
+    width, height = fig.get_size_inches() * 100          # save_curves writes at 100 dpi
+    assert width <= 1300 and height <= 800, (width, height)
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 4
+    fig = common.plot_curves(history, metrics=("loss", "clipped"), limits={"clipped": (0, 1.05)},
+                             titles={"clipped": "every gradient clipped"})
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["loss", "every gradient clipped"]
+    assert shown[1].get_ylim() == (0, 1.05)
