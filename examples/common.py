@@ -227,7 +227,7 @@ COLUMNS, PANEL_SIZE = 2, (6.0, 3.6)
 
 def plot_curves(history, title="", references=None, *, metrics=None, titles=None, limits=None,
                 log_scale=LOG_SCALE):
-    """A matplotlib ``Figure`` with one panel per metric of ``history`` (see :func:`save_curves`)."""
+    """A matplotlib ``Figure``, one panel per metric of ``history`` (see :func:`save_curves`)."""
     require("matplotlib", "plotting curves")
     from matplotlib.figure import Figure      # no pyplot: no global figure state, no display
 
@@ -253,8 +253,9 @@ def plot_curves(history, title="", references=None, *, metrics=None, titles=None
             if name in train:
                 window = max(1, len(train[name]) // 50)
                 ax.plot(train["step"], train[name], color=colour, alpha=0.2, linewidth=0.8)
+                mean_of = f" (mean of {window} steps)" if window > 1 else ""
                 ax.plot(train["step"], _smooth(train[name], window), color=colour,
-                        label=f"{prefix}train" + (f" (mean of {window} steps)" if window > 1 else ""))
+                        label=f"{prefix}train{mean_of}")
             if name in evaluation:
                 ax.plot(evaluation["step"], evaluation[name], "o--", color=colour,
                         markersize=4, label=f"{prefix}test")
@@ -291,7 +292,8 @@ def _readable_log_axis(ax, low, high):
         if value <= 0:
             return ""
         leading = value / 10.0 ** np.floor(np.log10(value) + 1e-9)
-        return f"{value:g}" if round(leading) in labelled and abs(leading - round(leading)) < 1e-6 else ""
+        on_a_digit = abs(leading - round(leading)) < 1e-6
+        return f"{value:g}" if on_a_digit and round(leading) in labelled else ""
 
     ax.yaxis.set_major_locator(LogLocator(base=10))
     ax.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=100))

@@ -118,7 +118,8 @@ def run(args):
     return common.finish(args, NAME, histories, final, title="diabetes regression",
                          references={"mse": references}, full_run=FULL_RUN,
                          titles={"loss": "loss: MSE of the standardised target",
-                                 "mse": "MSE in the target's units (black: least squares' test MSE)"})
+                                 "mse": "MSE in the target's units "
+                                        "(black: least squares' test MSE)"})
 
 
 if __name__ == "__main__":

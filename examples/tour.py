@@ -50,9 +50,9 @@ class Checks:
         error = float(np.max(np.abs(got - expected), initial=0.0)) / max(
             1.0, float(np.max(np.abs(expected), initial=0.0)))
         passed = error <= tolerance            # False for NaN
-        return self._report(what, passed, f"error {error:.1e} "
-                                          f"{'(tolerance' if passed else '> tolerance'} {tolerance:g}"
-                                          f"{')' if passed else ''}")
+        detail = (f"error {error:.1e} (tolerance {tolerance:g})" if passed else
+                  f"error {error:.1e} > tolerance {tolerance:g}")
+        return self._report(what, passed, detail)
 
     def holds(self, what, passed, detail):
         """Record a check that is not a comparison of numbers (``detail`` says what was seen)."""
@@ -110,7 +110,8 @@ def jvp_and_vjp(checks, rng, args):
     print(f"  v = {show(v)}   t = {show(t)}   u = {show(u)}")
     out, jt = fgrad.jvp(f_vector, (v,), (t,))
     print(f"jvp(f, (v,), (t,)) = (f(v), J t), J t = {show(jt)}")
-    checks.close(f"J t against finite differences (f(v + e t) - f(v - e t)) / 2e, e={EPS:g}", jt, numerical_jvp(f_vector, (v,), (t,), EPS), FINITE_DIFFERENCES)
+    checks.close(f"J t against finite differences (f(v + e t) - f(v - e t)) / 2e, e={EPS:g}",
+                 jt, numerical_jvp(f_vector, (v,), (t,), EPS), FINITE_DIFFERENCES)
     _, pullback = fgrad.vjp(f_vector, v)
     (jtu,) = pullback(u)
     print(f"vjp(f, v)[1](u) = J^T u = {show(jtu)}")
@@ -197,7 +198,8 @@ def per_example_gradients(checks, rng, args):
     along = sum(np.sum(g * d) for g, d in zip(fgrad.tree.leaves(batch_grad),
                                              fgrad.tree.leaves(direction)))
     numeric = numerical_jvp(lambda p: mlp_loss(p, x8, y8), (params,), (direction,), EPS)
-    checks.close("<grad of the mean loss, d> for a random d, finite differences", along, numeric, FINITE_DIFFERENCES)
+    checks.close("<grad of the mean loss, d> for a random d, finite differences", along,
+                 numeric, FINITE_DIFFERENCES)
 
 
 def flat(tree):

@@ -1,4 +1,4 @@
-"""The tour (``python -m examples.tour``) checks what it prints, and fails loudly when a rule is wrong.
+"""The tour (``python -m examples.tour``) checks what it prints and fails loudly on a wrong rule.
 
 Each row of ``BROKEN_RULES`` breaks one rule of one primitive for the length of a test (by 1%,
 or by raising), runs the tour's checks in-process, and expects a non-zero exit status and the
