@@ -52,7 +52,8 @@ TRICKY = [
     "日本語のテキスト、中文文本。한국어 텍스트", "مرحبا بالعالم", "שלום עולם", "Ελληνικά κείμενα",
     "Кириллица и латиница", "e\u0301 a\u0308 n\u0303 combining\u0336", "ﬁ ligature Å Å",
     "🍵 emoji 👍🏽 👨‍👩‍👧‍👦 🏳️‍🌈 🇫🇷", "zero\u200bwidth\u200djoiner\u2060", "\x00\x01\x1b[31m\x7f",
-    "\x1c\x1d\x1e\x1f separators", "\u2028line\u2029para\x85nel", "\ufeffbom", "\U0001d400\U0001d7d8",
+    "\x1c\x1d\x1e\x1f separators", "\u2028line\u2029para\x85nel", "\ufeffbom",
+    "\U0001d400\U0001d7d8",
     EOT, f"a{EOT}b", f" {EOT} ", f"{EOT}{EOT}", f"text{EOT}\n\nmore text{EOT}", "<|endoftext|",
     "<|endoftext|>>", "<<|endoftext|>", "end of text: <|endoftext|> and <|startoftext|>",
     "x" * 300, " " * 50 + "x", "!" * 40, "aaaaaaaaaaaaaaaaaaaaaaaa", "the the the the",
@@ -199,7 +200,8 @@ def test_decode_of_any_ids_matches_transformers(gpt2, hf_gpt2, tiktoken_gpt2, id
 
 
 def test_lone_surrogates_become_replacement_characters(gpt2, tiktoken_gpt2):
-    for text, replaced in [("a\ud800b", "a\ufffdb"), ("\udfff", "\ufffd"), ("x \ud83d", "x \ufffd")]:
+    for text, replaced in [("a\ud800b", "a\ufffdb"), ("\udfff", "\ufffd"),
+                           ("x \ud83d", "x \ufffd")]:
         assert gpt2.encode(text) == gpt2.encode(replaced) == tiktoken_gpt2.encode(text)
     assert gpt2.encode_batch(["a\ud800b"]) == [gpt2.encode("a\ufffdb")]
 
@@ -234,7 +236,8 @@ def test_cache_limit_keeps_encodings_exact(gpt2, monkeypatch):
     tok = BPETokenizer(gpt2.get_vocab(), gpt2.merges)
     monkeypatch.setattr(bpe_module, "CACHE_LIMIT", 50)
     assert tok.encode(text) == want  # one call may overfill the cache...
-    assert tok.encode(" more") == gpt2.encode(" more") and len(tok._cache) == 1  # ...then it empties
+    assert tok.encode(" more") == gpt2.encode(" more")
+    assert len(tok._cache) == 1  # ...then the next one empties it first
     assert tok.encode(text + " more") == want + gpt2.encode(" more")
 
 
@@ -480,6 +483,27 @@ def test_trained_without_specials_loads_in_transformers(tmp_path):
     assert len(hf) == tok.vocab_size == 400 and tok.eot_token is None
     text = f"no specials {EOT} here"
     assert tok.encode(text) == hf_encode(hf, text)
+
+
+def test_overlapping_special_tokens_match_transformers(tmp_path):
+    """Leftmost-longest: "<s><s>" wins over "<s>" where both start (Hugging Face's trie)."""
+    transformers = pytest.importorskip("transformers")
+    tok = BPETokenizer.train(["hello world <s> a b"] * 4, 300,
+                             special_tokens=("<s>", "<s><s>", "s>", EOT))
+    tok.save(tmp_path)
+    hf = transformers.GPT2TokenizerFast.from_pretrained(tmp_path)
+    for text in ["<s><s><s>", "a<s>s><s><s>b", "<s<s>>", " <s> <s><s> s>s>", f"<s>{EOT}s>"]:
+        assert tok.encode(text) == hf_encode(hf, text), text
+    ids = tok.encode("<s><s><s>", allowed_special={"<s>"})
+    assert ids == [tok.token_to_id("<s>")] * 3
+    lt, s = tok.token_to_id("<"), tok.token_to_id("s>")
+    assert tok.encode("<s><s>s>", allowed_special={"s>"}) == [lt, s, lt, s, s]
+
+
+def test_docstring_examples_run():
+    import doctest
+    for module in (fnn.text, fnn.text.bpe, fnn.text.bytelevel, fnn.text.train):
+        assert doctest.testmod(module).failed == 0, module.__name__
 
 
 def test_no_pickle_in_saved_files(trained_dir):

@@ -55,18 +55,18 @@ _ALLOWED_HELP = ('allowed_special must be "all", "none", or a set of special-tok
 
 
 def _replace_surrogates(text):
-    """``text`` with each lone surrogate replaced by U+FFFD (UTF-8 cannot encode them; tiktoken's rule)."""
+    """``text`` with its lone surrogates made U+FFFD (UTF-8 cannot hold them; as tiktoken does)."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 @functools.lru_cache(maxsize=64)
 def _special_splitter(specials):
-    """A compiled alternation of ``specials`` (a sorted tuple), longest first: leftmost-longest match."""
+    """A compiled alternation of ``specials`` (a sorted tuple), longest first: leftmost-longest."""
     return re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
 
 
 class BPETokenizer:
-    """A byte-level BPE tokenizer, exact to GPT-2's (``encoder.py``, ``GPT2TokenizerFast``, tiktoken).
+    """A byte-level BPE tokenizer, exact to GPT-2's (OpenAI's encoder.py, HF, tiktoken).
 
     Build one with :meth:`train`, :meth:`from_pretrained`, :meth:`from_files` or
     :func:`gpt2_tokenizer`; or directly from its parts:
@@ -129,7 +129,8 @@ class BPETokenizer:
                                  f"{missing[0]!r}, which is not in the vocabulary; the merges "
                                  "do not belong to this vocab")
             self._merge_list.append((left, right))
-            self._merges.setdefault(ids[:2], (rank, ids[2]))  # a repeated merge keeps its first rank
+            # a repeated merge keeps its first rank
+            self._merges.setdefault(ids[:2], (rank, ids[2]))
             merged_ids.add(ids[2])
 
         if special_tokens is None:
@@ -235,7 +236,7 @@ class BPETokenizer:
         broken towards the smallest pair of ids, as Hugging Face's ``BpeTrainer``), so training
         is deterministic: the same texts give the same tokenizer, in any order.
 
-        >>> tok = BPETokenizer.train(["hug pug pun bun hugs"] * 5, vocab_size=260, special_tokens=())
+        >>> tok = BPETokenizer.train(["hug pug pun bun hugs"] * 5, 260, special_tokens=())
         >>> tok.merges
         [('u', 'g'), ('h', 'ug'), ('u', 'n'), ('Ġ', 'p')]
         """
@@ -363,11 +364,11 @@ class BPETokenizer:
             return self._encode(_replace_surrogates(text), specials)
 
     def encode_ordinary(self, text):
-        """``encode(text, allowed_special="none")``: special tokens are ordinary text (tiktoken's name)."""
+        """``encode(text, allowed_special="none")``, under tiktoken's name."""
         return self.encode(text, allowed_special="none")
 
     def encode_batch(self, texts, allowed_special="all"):
-        """``[encode(t, allowed_special) for t in texts]`` (sequentially: pure Python holds the GIL)."""
+        """``[encode(t, allowed_special) for t in texts]``, in turn (pure Python holds the GIL)."""
         if isinstance(texts, str):
             raise TypeError("BPETokenizer.encode_batch: texts must be a list of strings, got "
                             "one str; use encode(text) for a single text")
@@ -383,7 +384,7 @@ class BPETokenizer:
         return out
 
     def decode(self, ids):
-        """The text of the token ids ``ids``: their bytes joined, decoded as UTF-8 (errors -> U+FFFD).
+        """The text of ``ids``: the tokens' bytes joined and decoded as UTF-8 (errors -> U+FFFD).
 
         ``ids`` is any sequence or iterable of ints (a NumPy array too). Decoding a part of a
         token sequence may cut a multi-byte character, which then reads as U+FFFD; use

@@ -78,7 +78,7 @@ def unicode_to_bytes():
 
 
 def require_regex(caller):
-    """Import and return the ``regex`` package, or raise an ImportError that says how to install it."""
+    """Import and return the ``regex`` package, or raise an ImportError that says how to get it."""
     try:
         import regex
     except ImportError:  # pragma: no cover - exercised by the tests through a patched import

@@ -44,7 +44,7 @@ __all__ = ["learn_merges", "merge_word"]
 
 
 def merge_word(word, left, right, new):
-    """``word`` (a sequence of symbol ids) with each ``(left, right)`` replaced by ``new``, left to right.
+    """``word`` (a sequence of symbol ids) with each ``(left, right)`` made ``new``, left to right.
 
     Returns None when the pair does not occur (the caller then has nothing to update).
     """
