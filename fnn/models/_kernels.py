@@ -1,5 +1,6 @@
 """The operations a GPT forward pass is made of, fused for speed: ``conv1d`` (``x @ W + b``),
-``layer_norm`` over the last axis, the tanh GELU and causal ``attention``.
+the tied LM head (``x @ E^T``), ``layer_norm`` over the last axis, the tanh GELU and causal
+``attention``.
 
 Each one is a :class:`fgrad.custom_vjp` function with two implementations of the same math:
 
@@ -31,7 +32,7 @@ from fgrad.primitives.dot import dot_general
 
 from .. import functional as F
 
-__all__ = ["conv1d", "layer_norm", "gelu_tanh", "gelu_erf", "attention", "softmax"]
+__all__ = ["conv1d", "tied_head", "layer_norm", "gelu_tanh", "gelu_erf", "attention", "softmax"]
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
@@ -81,7 +82,49 @@ _conv1d.defvjp(_conv1d_fwd, _conv1d_bwd)
 
 def conv1d(x, weight, bias):
     """``x @ weight + bias`` for ``x`` ``(N, in)``, ``weight`` ``(in, out)`` (HF's Conv1D)."""
+    if _all_numpy(x, weight, bias):      # nothing traced: the NumPy forward, no custom_vjp call
+        return _conv1d.fun(x, weight, bias)
     return _conv1d(x, weight, bias)
+
+
+# --------------------------------------------------------------------------------------------
+# tied_head: x @ E^T, the logits of a language model whose head is its token embedding E
+# --------------------------------------------------------------------------------------------
+
+def tied_head_reference(x, embedding):
+    return dot_general(x, embedding, (((1,), (1,)), ((), ())))
+
+
+@fgrad.custom_vjp
+def _tied_head(x, embedding):
+    if _all_numpy(x, embedding):
+        return x @ embedding.T        # BLAS reads the transposed view: no copy of the table
+    return tied_head_reference(x, embedding)
+
+
+def _tied_head_fwd(x, embedding):
+    return _tied_head(x, embedding), (x, embedding)
+
+
+def _tied_head_bwd(res, g):
+    x, embedding = res
+    if not _all_numpy(g, x, embedding):
+        return _fallback_bwd(tied_head_reference, res, g)
+    # y = x E^T:  x_bar = g E,  E_bar = g^T x
+    return g @ embedding, g.T @ x
+
+
+_tied_head.defvjp(_tied_head_fwd, _tied_head_bwd)
+
+
+def tied_head(x, embedding):
+    """``x @ embedding.T`` for ``x`` ``(N, C)`` and ``embedding`` ``(V, C)``: logits ``(N, V)``.
+
+    (fgrad's dot_general reshapes its transposed operand, which copies the ``(V, C)`` table:
+    25 MB per call for GPT-2's vocabulary.)"""
+    if _all_numpy(x, embedding):
+        return _tied_head.fun(x, embedding)
+    return _tied_head(x, embedding)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,6 +185,8 @@ _layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 def layer_norm(x, weight, bias, eps):
     """LayerNorm over the last axis (biased variance, as torch) with ``weight`` and ``bias``."""
+    if _all_numpy(x, weight, bias):
+        return _layer_norm_numpy(x, weight, bias, eps)[0]
     return _layer_norm(x, weight, bias, eps)
 
 
@@ -204,6 +249,8 @@ _gelu_tanh.defvjp(_gelu_tanh_fwd, _gelu_tanh_bwd)
 
 def gelu_tanh(x):
     """``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``: HF's gelu_new."""
+    if _all_numpy(x):
+        return _gelu_tanh_numpy(x)[0]
     return _gelu_tanh(x)
 
 
@@ -307,4 +354,6 @@ def attention(q, k, v, scale, bias=None, allowed=None, fill=None, dropout_key=No
     """
     if not all(m is None or type(m) is np.ndarray for m in (bias, allowed, fill, dropout_key)):
         return attention_reference(q, k, v, scale, bias, allowed, fill, dropout_key, p)
+    if _all_numpy(q, k, v):
+        return _attention_numpy(q, k, v, scale, bias, allowed, fill, dropout_key, p)[0]
     return _attention(q, k, v, scale, bias, allowed, fill, dropout_key, p)

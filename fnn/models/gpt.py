@@ -72,7 +72,6 @@ import numpy as np
 import fgrad.numpy as fnp
 from fgrad import random
 from fgrad.core import Tracer, dtype_of, shape_of
-from fgrad.primitives.dot import dot_general
 
 from .. import functional as F
 from .. import init as fnn_init
@@ -589,7 +588,7 @@ class _GPT(Module):
         if self.pre_ln:
             x = self._ln(body["ln_f"], x)
         head = wte if cfg.tie_word_embeddings else params["lm_head"]["weight"]
-        logits = dot_general(x, head, (((1,), (1,)), ((), ())))               # x @ wte.T: (N, V)
+        logits = K.tied_head(x, head)                                         # x @ wte.T: (N, V)
         return fnp.reshape(logits, (batch, length, cfg.vocab_size)), (tuple(keys), tuple(values))
 
     def _ln(self, p, x):
