@@ -57,6 +57,8 @@ TRICKY = [
     EOT, f"a{EOT}b", f" {EOT} ", f"{EOT}{EOT}", f"text{EOT}\n\nmore text{EOT}", "<|endoftext|",
     "<|endoftext|>>", "<<|endoftext|>", "end of text: <|endoftext|> and <|startoftext|>",
     "x" * 300, " " * 50 + "x", "!" * 40, "aaaaaaaaaaaaaaaaaaaaaaaa", "the the the the",
+    "ACGT" * 500, "antidisestablishmentarianism" * 20, "Zm9vYmFyYmF6cXV4" * 30,
+    "".join(chr(ord("a") + (i * i + 7 * i) % 26) for i in range(3000)), "é" * 100,
 ]
 
 # Fragments that exercise the pattern's corner cases, mixed with arbitrary text by hypothesis.
@@ -239,6 +241,23 @@ def test_cache_limit_keeps_encodings_exact(gpt2, monkeypatch):
     assert tok.encode(" more") == gpt2.encode(" more")
     assert len(tok._cache) == 1  # ...then the next one empties it first
     assert tok.encode(text + " more") == want + gpt2.encode(" more")
+
+
+def classic_bpe(tok, word):
+    """``tok._bpe(word)`` with the classic GPT-2 loop forced for every length."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(bpe_module, "LONG_WORD", 1 << 30)
+        return tok._bpe(word)
+
+
+@settings(max_examples=10 * EXAMPLES)
+@given(word=st.one_of(st.text("ab", min_size=17, max_size=200),
+                      st.text("abcdefghijklmnopqrstuvwxyz", min_size=17, max_size=200),
+                      st.lists(st.sampled_from(["the", "ing", "tion", "a", "é", "x"]), min_size=5,
+                               max_size=60).map("".join)))
+def test_long_words_heap_path_equals_classic_loop(gpt2, trained, word):
+    for tok in (gpt2, trained):
+        assert tok._bpe(word) == classic_bpe(tok, word)
 
 
 # --------------------------------------------------------------------------------------------
