@@ -11,6 +11,7 @@ from . import core, primitives, tree  # noqa: F401
 from .api import (grad, hessian, jacfwd, jacrev, jvp, linearize, make_jaxpr, stop_gradient,
                   value_and_grad, vjp, vmap)
 from .custom import checkpoint, custom_jvp, custom_vjp, remat
+from .debug import debug_nans
 from .errors import (ConcretizationError, FgradError, MissingRuleError,
                      TracerArrayConversionError, TransformError, UnexpectedTracerError)
 from . import random, testing  # noqa: F401
@@ -19,6 +20,6 @@ __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "vmap", "jacfwd", "jacrev",
            "hessian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat",
-           "make_jaxpr", "numpy", "random", "tree", "testing", "FgradError",
+           "make_jaxpr", "debug_nans", "numpy", "random", "tree", "testing", "FgradError",
            "UnexpectedTracerError", "TracerArrayConversionError", "ConcretizationError",
            "MissingRuleError", "TransformError"]

@@ -32,7 +32,7 @@ import numpy as np
 from .errors import ConcretizationError, TracerArrayConversionError, UnexpectedTracerError
 
 __all__ = ["Primitive", "bind", "Trace", "Tracer", "Zero", "zero", "new_trace", "PRIMITIVES",
-           "is_float", "dtype_of", "shape_of", "instantiate_zeros"]
+           "is_float", "dtype_of", "shape_of", "instantiate_zeros", "numpy_alternative"]
 
 #: Every primitive ever created, by name (the registry test checks each has all its rules).
 PRIMITIVES: dict[str, "Primitive"] = {}
@@ -96,8 +96,37 @@ def bind(prim, *args, **params):
             if top is None or trace.level > top.level:
                 top = trace
     if top is None:  # fast path: no transform is watching, run NumPy directly
-        return prim.impl(*args, **params)
-    return top.process_primitive(prim, args, params)
+        if _debug_hook is None:  # one global test: what fgrad.debug_nans costs when it is off
+            return prim.impl(*args, **params)
+        return _debug_hook.run_impl(prim, args, params)
+    if _debug_hook is None:
+        return top.process_primitive(prim, args, params)
+    return _debug_hook.process(top, prim, args, params)
+
+
+#: Set by :func:`fgrad.debug_nans` while it is on (an object with ``run_impl`` and ``process``):
+#: ``run_impl`` checks every NumPy result for new NaNs and infs (forward ops, VJP and JVP rules
+#: alike, since every rule's arithmetic reaches NumPy through the fast path above); ``process``
+#: records where each traced operation was created, for the error message of a backward pass.
+_debug_hook = None
+
+
+#: Traces whose tracers carry derivatives, by ``transform_name``, as error messages name them.
+_DIFFERENTIATING = {"vjp": "reverse-mode differentiation (grad, vjp, jacrev)",
+                    "jvp": "forward-mode differentiation (jvp, jacfwd)"}
+
+
+def numpy_alternative(name):
+    """What to use instead of ``numpy.NAME`` on a traced value: ``fgrad.numpy.NAME`` when that
+    exists, else a hint that does not name a function fgrad.numpy lacks."""
+    from . import numpy as fnp
+    target = fnp
+    for part in name.split("."):
+        target = getattr(target, part, None)
+    if callable(target):
+        return f"use fgrad.numpy.{name} instead of numpy.{name} inside transformed functions."
+    return (f"fgrad.numpy has no {name}: write it with fgrad.numpy functions (import fgrad.numpy "
+            f"as fnp), or apply numpy.{name} outside the transform to values returned from it.")
 
 
 def _leak_message(tracer, prim):
@@ -195,17 +224,52 @@ class Tracer:
                 f"values.")
         return value
 
+    # Python conversions. bool(), int() and indexing give discrete results, which carry no
+    # derivative, so they work wherever the value is known (``if x > 0`` under grad, as in
+    # JAX). float() and complex() would turn a value being differentiated into a constant and
+    # silently drop its derivative (``x * math.exp(x)`` differentiated as if exp(x) were
+    # fixed), so they raise on such values, as JAX's ConcretizationTypeError does. Only values
+    # whose derivative is zero by construction (stop_gradient, floor, sign, ...) convert.
+
     def __bool__(self):
         return bool(self._concrete("bool(x) (an `if`, `while`, `and` or `or` on a traced value)"))
 
     def __float__(self):
-        return float(self._concrete("float(x)"))
+        return float(self._python_number("float"))
+
+    def __complex__(self):
+        return complex(self._python_number("complex"))
 
     def __int__(self):
         return int(self._concrete("int(x)"))
 
     def __index__(self):
         return int(self._concrete("using a traced value as an index"))
+
+    def _python_number(self, kind):
+        """The concrete value for ``float(x)``/``complex(x)``, unless that would drop a derivative."""
+        mode = _DIFFERENTIATING.get(self._trace.transform_name)
+        if mode is not None and not self._derivative_is_zero():
+            raise ConcretizationError(
+                f"{kind}(x) was called on a value that {mode} is differentiating (a "
+                f"{type(self).__name__} of shape {self.shape} and dtype {np.dtype(self.dtype).name}); "
+                f"the Python number would be a constant to the transform and its derivative would "
+                f"be dropped, giving a wrong gradient. math.exp, math.log and other math functions "
+                f"make this conversion: use fgrad.numpy's functions instead (fgrad.numpy.exp for "
+                f"math.exp). To use the value as a constant on purpose, write "
+                f"{kind}(fgrad.stop_gradient(x)); to log it, return it from the function (has_aux=True).")
+        return self._concrete(f"{kind}(x)")
+
+    def _derivative_is_zero(self):
+        """True when this value's derivative is zero by construction: in reverse mode, the
+        tape node that made it (``self.node``, duck-typed to keep core free of vjp.py) has no
+        VJP rule for any operand (stop_gradient, floor, round, sign)."""
+        node = getattr(self, "node", None)
+        prim = getattr(node, "prim", None)
+        if prim is None or getattr(node, "backward", None) is not None:
+            return False       # an input of the transform, or a custom rule
+        rules = prim.vjp
+        return isinstance(rules, tuple) and all(rule is None for rule in rules)
 
     def __array__(self, dtype=None, copy=None):
         raise TracerArrayConversionError(
@@ -217,10 +281,12 @@ class Tracer:
 
     def __array_function__(self, func, types, args, kwargs):
         name = getattr(func, "__name__", str(func))
+        module = getattr(func, "__module__", None) or "numpy"
+        if module.startswith("numpy.") and module.split(".")[1] in ("linalg", "fft", "random"):
+            name = f"{module.split('.')[1]}.{name}"        # numpy.linalg.norm, numpy.fft.fft
         raise TracerArrayConversionError(
             f"numpy.{name} was called on a traced value ({type(self).__name__} of shape "
-            f"{self.shape}); use fgrad.numpy.{name} instead of numpy.{name} inside transformed "
-            f"functions.")
+            f"{self.shape}); {numpy_alternative(name)}")
 
     def __repr__(self):
         value = self.concrete_value()

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import functools
 
-from . import tree
 import numpy as np
+import optree
+
+from . import tree
 
 from .core import Primitive, dtype_of, instantiate_zeros, is_float, shape_of
 
@@ -41,6 +43,18 @@ def _only_float_operands(fun, values):
     return fun_f, positions
 
 
+def _fname(f):
+    return getattr(f, "__name__", None) or type(f).__name__
+
+
+def _describe(x):
+    if isinstance(x, (tuple, list)):
+        return f"a {type(x).__name__} of length {len(x)}"
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return f"one array ({_aval(x)})"
+    return f"a {type(x).__name__}"
+
+
 def _flat_fun(fun, in_tree, out_store):
     """``fun`` on flat leaves, returning flat leaves; records the output structure."""
     def flat(*leaves):
@@ -49,6 +63,76 @@ def _flat_fun(fun, in_tree, out_store):
         out_store["tree"] = out_tree
         return out_leaves
     return flat
+
+
+# --------------------------------------------------------------------------------------------
+# Checking what user rules return (as JAX does): structure, shapes and dtypes, by path
+# --------------------------------------------------------------------------------------------
+
+def _is_leaf(x):
+    return optree.tree_is_leaf(x, none_is_leaf=False, namespace=tree.NAMESPACE)
+
+
+def _path(head, keys):
+    return head + "".join(f"[{k!r}]" for k in keys)
+
+
+def _aval(x):
+    return f"{dtype_of(x).name}{list(shape_of(x))}"
+
+
+def _match_tree(rule, what, head, like, got, out, keys=()):
+    """Append to ``out`` one entry of ``got`` per leaf of ``like`` (``None`` where ``got`` has
+    ``None``, which stands for a zero derivative of that whole subtree), or raise naming the
+    path where the two trees differ."""
+    if got is None:
+        out.extend([None] * tree.num_leaves(like))
+        return
+    where = _path(head, keys)
+    if _is_leaf(like):
+        if not _is_leaf(got):
+            raise TypeError(f"{rule}: {what} must have the structure of {head}; at {where} it has "
+                            f"a {type(got).__name__} where {head} has one array ({_aval(like)})")
+        out.append(got)
+        return
+    if _is_leaf(got) or type(got) is not type(like):
+        raise TypeError(f"{rule}: {what} must have the structure of {head}; at {where} it has "
+                        f"a {type(got).__name__} where {head} has a {type(like).__name__}")
+    like_one = optree.tree_flatten_one_level(like, none_is_leaf=False, namespace=tree.NAMESPACE)
+    got_one = optree.tree_flatten_one_level(got, none_is_leaf=False, namespace=tree.NAMESPACE)
+    if list(like_one.entries) != list(got_one.entries):
+        missing = [k for k in like_one.entries if k not in got_one.entries]
+        extra = [k for k in got_one.entries if k not in like_one.entries]
+        detail = "; ".join(s for s in (
+            f"missing {', '.join(map(repr, missing))}" if missing else "",
+            f"unexpected {', '.join(map(repr, extra))}" if extra else "") if s) or "in another order"
+        raise TypeError(f"{rule}: {what} must have the structure of {head}; at {where} its "
+                        f"entries are {list(got_one.entries)} but {head} has "
+                        f"{list(like_one.entries)} ({detail}). Give None for an entry with no "
+                        f"derivative.")
+    for key, like_child, got_child in zip(like_one.entries, like_one.children, got_one.children):
+        _match_tree(rule, what, head, like_child, got_child, out, keys + (key,))
+
+
+def _checked_leaf(rule, what, where, like, got):
+    """``got`` as the derivative of a float ``like``: same shape, a real float dtype (Python
+    scalars and other float precisions are converted; fgrad's rules convert precisions too)."""
+    from . import numpy as fnp
+    if isinstance(got, (int, float)) and not isinstance(got, bool):
+        got = np.asarray(got, dtype_of(like))
+    if not hasattr(got, "shape") or not hasattr(got, "dtype"):
+        raise TypeError(f"{rule}: {what} at {where} is a {type(got).__name__}, not an array")
+    if shape_of(got) != shape_of(like):
+        raise ValueError(f"{rule}: {what} at {where} has shape {shape_of(got)} ({_aval(got)}) but "
+                         f"it must have the shape of the value it belongs to, {shape_of(like)} "
+                         f"({_aval(like)}); derivatives are never broadcast")
+    if dtype_of(got).kind != "f":
+        raise TypeError(f"{rule}: {what} at {where} has dtype {dtype_of(got).name} for a value of "
+                        f"dtype {dtype_of(like).name}; derivatives of real float values are real "
+                        f"floats of the same dtype")
+    if dtype_of(got) != dtype_of(like):
+        got = fnp.astype(got, dtype_of(like))
+    return got
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,8 +216,15 @@ class custom_vjp:
         out_store = {}
         fun = _flat_fun(lambda *dyn: self.fun(*full(dyn)), in_tree, out_store)
 
+        rule = (f"custom_vjp {self.__name__} (bwd={_fname(self.bwd)})")
+        diff_positions = [i for i in range(len(args)) if i not in nondiff]
+
         def fwd(*leaves_):
-            out, res = self.fwd(*full(tree.unflatten(in_tree, leaves_)))
+            result = self.fwd(*full(tree.unflatten(in_tree, leaves_)))
+            if not isinstance(result, (tuple, list)) or len(result) != 2:
+                raise TypeError(f"custom_vjp {self.__name__} (fwd={_fname(self.fwd)}): fwd must "
+                                f"return a pair (output, residuals), got {_describe(result)}")
+            out, res = result
             out_leaves, out_tree = tree.flatten(out)
             out_store["tree"] = out_tree
             return out_leaves, res
@@ -143,22 +234,26 @@ class custom_vjp:
             nd = [nondiff[i] for i in self.nondiff_argnums]
             in_cts = self.bwd(*nd, res, ct_tree)
             if not isinstance(in_cts, (tuple, list)) or len(in_cts) != len(diff_args):
-                raise TypeError(f"custom_vjp {self.__name__}: bwd must return a tuple with one "
-                                f"cotangent per differentiable argument ({len(diff_args)}), got "
-                                f"{type(in_cts).__name__}")
+                raise TypeError(f"{rule}: bwd must return a tuple with one cotangent per "
+                                f"differentiable argument ({len(diff_args)}), got "
+                                f"{_describe(in_cts)}")
             flat = []
-            for a, c in zip(diff_args, in_cts):
-                a_leaves = tree.leaves(a)
-                c_leaves = [None] * len(a_leaves) if c is None else tree.leaves(c)
-                for x, cx in zip(a_leaves, c_leaves):
-                    if cx is not None and shape_of(cx) != shape_of(x):
-                        raise ValueError(f"custom_vjp {self.__name__}: bwd returned a cotangent "
-                                         f"of shape {shape_of(cx)} for an argument of shape "
-                                         f"{shape_of(x)}")
-                    # None means "no cotangent"; an array of zeros (not the symbolic zero) keeps
-                    # the list a pytree of arrays, which vmap needs when bwd is batched.
-                    flat.append(np.zeros(shape_of(x), dtype_of(x)) if cx is None else cx)
+            for position, a, c in zip(diff_positions, diff_args, in_cts):
+                head = f"argument {position}"
+                paths, a_leaves, _ = tree.flatten_with_path(a)
+                c_leaves = []
+                _match_tree(rule, "the cotangent bwd returned", head, a, c, c_leaves)
+                for path, x, cx in zip(paths, a_leaves, c_leaves):
+                    if cx is None or not is_float(x):
+                        # None means "no cotangent" (and integer arguments have none); an array
+                        # of zeros (not the symbolic zero) keeps the list a pytree of arrays,
+                        # which vmap needs when bwd is batched.
+                        flat.append(np.zeros(shape_of(x), dtype_of(x)))
+                        continue
+                    flat.append(_checked_leaf(rule, "the cotangent bwd returned",
+                                              _path(head, path), x, cx))
             return flat
+        bwd.rule_name, bwd.user_rule = rule, self.bwd   # fgrad.debug_nans names the rule by them
 
         outs = custom_vjp_call_p.bind(*leaves, fun=fun, fwd=fwd, bwd=bwd)
         return tree.unflatten(out_store["tree"], outs)
@@ -248,17 +343,30 @@ class custom_jvp:
         out_store = {}
         fun = _flat_fun(lambda *dyn: self.fun(*full(dyn)), in_tree, out_store)
 
+        rule = f"custom_jvp {self.__name__} (jvp rule {_fname(self.jvp_rule)})"
+
         def jvp(primal_leaves, tangent_leaves):
             primals = tree.unflatten(in_tree, primal_leaves)
             tangents = tree.unflatten(in_tree, tangent_leaves)
             nd = [nondiff[i] for i in self.nondiff_argnums]
-            out, t_out = self.jvp_rule(*nd, tuple(primals), tuple(tangents)) if nd else \
+            result = self.jvp_rule(*nd, tuple(primals), tuple(tangents)) if nd else \
                 self.jvp_rule(tuple(primals), tuple(tangents))
-            out_leaves, out_tree = tree.flatten(out)
-            t_leaves = tree.leaves(t_out)
+            if not isinstance(result, (tuple, list)) or len(result) != 2:
+                raise TypeError(f"{rule}: the rule must return a pair (primal_out, tangent_out), "
+                                f"got {_describe(result)}")
+            out, t_out = result
+            out_paths, out_leaves, out_tree = tree.flatten_with_path(out)
+            t_leaves = []
+            _match_tree(rule, "the tangent it returned", "the output", out, t_out, t_leaves)
             out_store["tree"] = out_tree
-            return out_leaves, [t if dtype_of(t) == dtype_of(o) else t.astype(dtype_of(o))
-                                for t, o in zip(t_leaves, out_leaves)]
+            checked = []
+            for path, o, t in zip(out_paths, out_leaves, t_leaves):
+                if t is None or not is_float(o):
+                    checked.append(np.zeros(shape_of(o), dtype_of(o)))   # no tangent
+                else:
+                    checked.append(_checked_leaf(rule, "the tangent it returned",
+                                                 _path("the output", path), o, t))
+            return out_leaves, checked
 
         outs = custom_jvp_call_p.bind(*leaves, fun=fun, jvp=jvp)
         return tree.unflatten(out_store["tree"], outs)
