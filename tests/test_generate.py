@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 import fgrad
 import fnn.models as M
 from fgrad import tree
-from fnn.models.generate import filter_logits
+from fnn.models import filter_logits
 
 transformers.logging.set_verbosity_error()
 

@@ -8,6 +8,7 @@ generation.
   the cache itself is a pytree, :class:`KVCache` (``model.init_cache``, ``model.apply_cached``).
 """
 from .gpt import GPT1, GPT2, GPT1Config, GPT2Config, KVCache, lm_loss  # noqa: F401
-from .generate import generate  # noqa: F401
+from .generation import filter_logits, generate  # noqa: F401
 
-__all__ = ["GPT1", "GPT2", "GPT1Config", "GPT2Config", "KVCache", "lm_loss", "generate"]
+__all__ = ["GPT1", "GPT2", "GPT1Config", "GPT2Config", "KVCache", "lm_loss", "generate",
+           "filter_logits"]

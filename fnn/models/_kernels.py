@@ -32,7 +32,8 @@ from fgrad.primitives.dot import dot_general
 
 from .. import functional as F
 
-__all__ = ["conv1d", "tied_head", "layer_norm", "gelu_tanh", "gelu_erf", "attention", "softmax"]
+__all__ = ["conv1d", "tied_head", "layer_norm", "gelu_tanh", "gelu_erf", "attention", "softmax",
+           "next_token_cross_entropy"]
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
@@ -357,3 +358,75 @@ def attention(q, k, v, scale, bias=None, allowed=None, fill=None, dropout_key=No
     if _all_numpy(q, k, v):
         return _attention_numpy(q, k, v, scale, bias, allowed, fill, dropout_key, p)[0]
     return _attention(q, k, v, scale, bias, allowed, fill, dropout_key, p)
+
+
+# --------------------------------------------------------------------------------------------
+# next_token_cross_entropy: mean over kept targets of logsumexp(z_t) - z_t[y_{t+1}]
+# --------------------------------------------------------------------------------------------
+
+def next_token_cross_entropy_reference(logits, labels, ignore_index):
+    vocab = logits.shape[-1]
+    flat = fnp.reshape(logits[:, :-1], (-1, vocab))
+    return F.cross_entropy(flat, fnp.reshape(labels[:, 1:], (-1,)), ignore_index=ignore_index)
+
+
+def _next_token_numpy(logits, labels, ignore_index):
+    """``(loss, probs, targets, weight)``: the softmax of the predicting positions, the safe
+    target ids and each position's weight in the mean (1 / count, or 0 when ignored)."""
+    z = logits[:, :-1]
+    targets = labels[:, 1:]
+    kept = targets != ignore_index
+    safe = np.where(kept, targets, 0)
+    top = z.max(axis=-1, keepdims=True)
+    probs = np.subtract(z, top)
+    np.exp(probs, out=probs)
+    total = probs.sum(axis=-1, keepdims=True)
+    log_z = np.log(total) + top                                  # logsumexp, (B, T-1, 1)
+    picked = np.take_along_axis(z, safe[..., None], axis=-1)
+    count = kept.sum()
+    weight = (kept / count).astype(logits.dtype)[..., None] if count else kept[..., None] * np.nan
+    loss = np.sum((log_z - picked) * weight, dtype=logits.dtype)
+    probs /= total
+    return np.asarray(loss, dtype=logits.dtype), probs, safe, weight.astype(logits.dtype)
+
+
+def _next_token_fun(logits, labels, ignore_index):
+    if _all_numpy(logits):
+        return _next_token_numpy(logits, labels, ignore_index)[0]
+    return next_token_cross_entropy_reference(logits, labels, ignore_index)
+
+
+def _next_token_fwd(logits, labels, ignore_index):
+    if _all_numpy(logits):
+        loss, probs, safe, weight = _next_token_numpy(logits, labels, ignore_index)
+        return loss, (logits, probs, safe, weight)
+    return next_token_cross_entropy_reference(logits, labels, ignore_index), (logits, None, None, None)
+
+
+def _next_token_bwd(labels, ignore_index, res, g):
+    logits, probs, safe, weight = res
+    if probs is None or not _all_numpy(g, logits):
+        return _fallback_bwd(next_token_cross_entropy_reference, (logits,), g, (labels, ignore_index))
+    # d/dz_t [logsumexp(z_t) - z_t[y]] = softmax(z_t) - onehot(y); the last position predicts nothing
+    grad = np.zeros_like(logits)
+    inner = grad[:, :-1]
+    np.multiply(probs, weight * g, out=inner)
+    np.put_along_axis(inner, safe[..., None],
+                      np.take_along_axis(inner, safe[..., None], axis=-1) - weight * g, axis=-1)
+    return (grad,)
+
+
+_next_token = fgrad.custom_vjp(_next_token_fun, nondiff_argnums=(1, 2))
+_next_token.defvjp(_next_token_fwd, _next_token_bwd)
+
+
+def next_token_cross_entropy(logits, labels, ignore_index):
+    """Mean cross-entropy of ``logits[:, t]`` ``(B, T, V)`` against ``labels[:, t + 1]`` ``(B,
+    T)``, skipping ``ignore_index`` targets: one pass for the max, one for the exponentials,
+    one for their sum (and one to scale them in the backward pass), where the fgrad.numpy
+    formula makes a dozen passes over the ``(B, T, V)`` logits."""
+    if type(labels) is not np.ndarray:
+        return next_token_cross_entropy_reference(logits, labels, ignore_index)
+    if _all_numpy(logits):
+        return _next_token_numpy(logits, labels, ignore_index)[0]
+    return _next_token(logits, labels, ignore_index)

@@ -829,12 +829,17 @@ def lm_loss(logits, labels, ignore_index=-100):
     if len(ls) != len(ys) + 1 or ls[:-1] != ys or len(ys) not in (1, 2):
         raise ValueError(f"fnn.models.lm_loss: expected logits (B, T, V) and labels (B, T), got "
                          f"shapes {ls} and {ys}")
-    vocab = ls[-1]
     if len(ys) == 1:
         logits, labels = fnp.expand_dims(logits, 0), fnp.expand_dims(labels, 0)
-    logits = fnp.reshape(logits[:, :-1], (-1, vocab))
-    targets = fnp.reshape(labels[:, 1:], (-1,))
-    return F.cross_entropy(logits, targets, ignore_index=ignore_index)
+    known = _known(labels)
+    if known is not None:
+        targets = known[:, 1:]
+        bad = ((targets < 0) | (targets >= ls[-1])) & (targets != ignore_index)
+        if bad.any():
+            raise ValueError(f"fnn.models.lm_loss: labels must be token ids in [0, {ls[-1]}) or "
+                             f"ignore_index={ignore_index}, got {targets[bad][:5].tolist()}")
+        labels = known
+    return K.next_token_cross_entropy(logits, labels, ignore_index)
 
 
 # ============================================================================================
