@@ -142,7 +142,14 @@ def _argnums_tuple(transform, f, argnums, nargs):
         if not isinstance(n, int) or not -nargs <= n < nargs:
             raise TransformError(f"{transform}({_fname(f)}): argnums={argnums!r} but the function "
                                  f"was called with {nargs} positional argument(s)")
-    return tuple(n % nargs for n in nums)
+    nums = tuple(n % nargs for n in nums)
+    if len(set(nums)) != len(nums):
+        # As torch.func: a repeated argument would be differentiated twice as two separate
+        # inputs, and only one of the two copies would reach the function.
+        raise TransformError(f"{transform}({_fname(f)}): argnums={argnums!r} names an argument "
+                             f"more than once (positions {list(nums)}); give each argument once "
+                             f"and reuse its gradient")
+    return nums
 
 
 def _partial_args(transform, f, args, kwargs, nums, has_aux):
@@ -292,6 +299,15 @@ def linearize(f, *primals):
         if t_tree != p_tree:
             raise TypeError(f"linearize({_fname(f)}): f_jvp expects tangents with the structure "
                             f"{p_tree}, got {t_tree}")
+        for i, (t, a) in enumerate(zip(t_leaves, avals)):   # the program would broadcast them
+            if shape_of(t) != a.shape:
+                raise ValueError(f"linearize({_fname(f)}): f_jvp got a tangent of shape "
+                                 f"{shape_of(t)} for primal #{i} of shape {a.shape}; tangents must "
+                                 f"have their primals' shapes")
+            if dtype_of(t).kind != "f":
+                raise TypeError(f"linearize({_fname(f)}): f_jvp got a tangent of dtype "
+                                f"{dtype_of(t).name} for primal #{i} ({a.str_short()}); tangents of "
+                                f"real float primals are real floats")
         return tree.unflatten(out_tree, eval_jaxpr(jaxpr, jaxpr.consts, *t_leaves))
 
     return box[0], f_jvp
