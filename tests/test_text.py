@@ -494,6 +494,24 @@ def test_saved_gpt2_loads_in_transformers_and_from_files(gpt2, tmp_path, gpt2_fo
         assert hf_encode(hf, text) == gpt2.encode(text)
 
 
+def test_from_pretrained_reads_transformers_5_save_pretrained(trained, hf_trained, hf_gpt2, gpt2,
+                                                              tmp_path):
+    """transformers 5 writes only tokenizer.json (+ tokenizer_config.json)."""
+    for ours, hf, name in [(trained, hf_trained, "trained"), (gpt2, hf_gpt2, "gpt2")]:
+        hf.save_pretrained(tmp_path / name)
+        if (tmp_path / name / "vocab.json").exists():
+            pytest.skip("this transformers writes vocab.json + merges.txt")
+        loaded = BPETokenizer.from_pretrained(tmp_path / name)
+        assert loaded.get_vocab() == ours.get_vocab() and loaded.merges == ours.merges
+        assert loaded.special_tokens == ours.special_tokens
+    spec = json.loads((tmp_path / "gpt2" / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["pre_tokenizer"]["add_prefix_space"] = True
+    (tmp_path / "gpt2" / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"from_pretrained: .* is not GPT-2's byte-level BPE: "
+                                         r"pre-tokenizer"):
+        BPETokenizer.from_pretrained(tmp_path / "gpt2")
+
+
 def test_trained_without_specials_loads_in_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
     tok = BPETokenizer.train(pydoc_texts(3), 400, special_tokens=())
@@ -601,7 +619,8 @@ def test_file_errors(tmp_path, trained_dir):
         BPETokenizer.from_files(trained_dir / "vocab.json", tmp_path / "nope.txt")
     with pytest.raises(FileNotFoundError, match=r"from_pretrained: .* is not a directory"):
         BPETokenizer.from_pretrained(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match=r"has no vocab.json.*from_files"):
+    with pytest.raises(FileNotFoundError, match=r"has no vocab.json \(nor a tokenizer.json\).*"
+                                                r"from_files"):
         BPETokenizer.from_pretrained(tmp_path)
     (tmp_path / "vocab.json").write_text("{not json", encoding="utf-8")
     (tmp_path / "merges.txt").write_text("#version: 0.2\na b\n", encoding="utf-8")

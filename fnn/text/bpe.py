@@ -23,8 +23,10 @@ either layout loads in ``transformers``.)
 Files: :meth:`BPETokenizer.save` writes Hugging Face's layout, ``vocab.json`` + ``merges.txt``
 (with the ``#version: 0.2`` header) plus a small ``tokenizer_config.json`` naming the special
 tokens, which ``transformers.GPT2TokenizerFast.from_pretrained(dir)`` loads and encodes
-identically. GPT-2's own ``encoder.json`` + ``vocab.bpe`` are the same two formats. Only JSON and
-text are read and written, never pickle.
+identically. GPT-2's own ``encoder.json`` + ``vocab.bpe`` are the same two formats.
+:meth:`BPETokenizer.from_pretrained` also reads the ``tokenizer.json`` that transformers 5's
+``save_pretrained`` writes instead, when it describes GPT-2's setup. Only JSON and text are read
+and written, never pickle.
 
 >>> import fnn.text
 >>> tok = fnn.text.BPETokenizer.train(["low lower lowest"] * 10, vocab_size=262)
@@ -206,20 +208,66 @@ class BPETokenizer:
 
     @classmethod
     def from_pretrained(cls, directory, special_tokens=None):
-        """Load ``directory/vocab.json`` + ``directory/merges.txt`` (what :meth:`save` and
-        Hugging Face's ``save_pretrained`` write for GPT-2-style tokenizers)."""
+        """Load a Hugging Face tokenizer folder: ``vocab.json`` + ``merges.txt`` (what :meth:`save`
+        and transformers 4.x write), or else ``tokenizer.json`` (what transformers 5's
+        ``save_pretrained`` writes), which must describe GPT-2's byte-level BPE.
+
+        From ``tokenizer.json`` the special tokens are its ``added_tokens`` (unless given).
+        """
+        caller = "BPETokenizer.from_pretrained"
         directory = os.fspath(directory)
         if not os.path.isdir(directory):
-            raise FileNotFoundError(f"BPETokenizer.from_pretrained: {directory!r} is not a "
-                                    "directory; pass the folder holding vocab.json and merges.txt")
+            raise FileNotFoundError(f"{caller}: {directory!r} is not a directory; pass the "
+                                    "folder holding vocab.json and merges.txt")
         paths = [os.path.join(directory, name) for name in ("vocab.json", "merges.txt")]
+        tokenizer_json = os.path.join(directory, "tokenizer.json")
+        if not all(map(os.path.isfile, paths)) and os.path.isfile(tokenizer_json):
+            return cls._from_tokenizer_json(tokenizer_json, special_tokens, caller)
         for path in paths:
             if not os.path.isfile(path):
                 raise FileNotFoundError(
-                    f"BPETokenizer.from_pretrained: {directory!r} has no "
-                    f"{os.path.basename(path)}; a GPT-2-style tokenizer folder holds vocab.json "
-                    "and merges.txt (for GPT-2's own encoder.json + vocab.bpe use from_files)")
+                    f"{caller}: {directory!r} has no {os.path.basename(path)} (nor a "
+                    "tokenizer.json); a GPT-2-style tokenizer folder holds vocab.json and "
+                    "merges.txt (for GPT-2's own encoder.json + vocab.bpe use from_files)")
         return cls.from_files(*paths, special_tokens=special_tokens)
+
+    @classmethod
+    def _from_tokenizer_json(cls, path, special_tokens, caller):
+        """Read a ``tokenizers`` JSON file of GPT-2's setup (BPE model, ByteLevel pre-tokenizer)."""
+        with open(path, encoding="utf-8") as f:
+            try:
+                spec = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{caller}: {path!r} is not valid JSON ({e})") from None
+        model = spec.get("model") or {}
+        pre = spec.get("pre_tokenizer") or {}
+        problems = []
+        if model.get("type") != "BPE":
+            problems.append(f"model type {model.get('type')!r} (needs 'BPE')")
+        if model.get("ignore_merges") or model.get("continuing_subword_prefix") \
+                or model.get("end_of_word_suffix") or model.get("dropout"):
+            problems.append("BPE options beyond GPT-2's (ignore_merges, subword prefix/suffix, "
+                            "dropout)")
+        if spec.get("normalizer") is not None:
+            problems.append(f"a normalizer ({spec['normalizer'].get('type')})")
+        if pre.get("type") != "ByteLevel" or pre.get("add_prefix_space") \
+                or not pre.get("use_regex", True):
+            problems.append(f"pre-tokenizer {pre!r} (needs ByteLevel with add_prefix_space="
+                            "false and use_regex=true)")
+        if problems:
+            raise ValueError(f"{caller}: {path!r} is not GPT-2's byte-level BPE: "
+                             + "; ".join(problems))
+        vocab = dict(model.get("vocab") or {})
+        added = spec.get("added_tokens") or []
+        for token in added:
+            vocab.setdefault(token["content"], token["id"])
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+                  for m in model.get("merges") or []]
+        if special_tokens is None:
+            special_tokens = [token["content"] for token in added]
+        tok = cls.__new__(cls)
+        tok._init(vocab, merges, special_tokens, caller)
+        return tok
 
     @classmethod
     def train(cls, texts, vocab_size, special_tokens=("<|endoftext|>",), min_frequency=2):
