@@ -8,7 +8,8 @@ Encoding text:
 2. cut each remaining piece into pre-tokens with GPT-2's pattern;
 3. turn each pre-token into bytes and apply the merges by rank, the classic GPT-2 loop: find the
    adjacent pair with the lowest merge rank, merge all its occurrences, repeat until no pair has
-   a rank. Results are cached per pre-token string, so each distinct word is merged once.
+   a rank (for words over 16 bytes the same rounds run on a heap, see ``_bpe_long``). Results
+   are cached per pre-token string, so each distinct word is merged once.
 
 Decoding joins the tokens' bytes and decodes them as UTF-8 with ``errors="replace"`` (what
 Hugging Face does), so ``decode(encode(s)) == s`` for every string ``s`` (lone surrogates, which
@@ -195,6 +196,7 @@ class BPETokenizer:
             lines = f.read().split("\n")
         merges = []
         for number, line in enumerate(lines, 1):
+            line = line.removesuffix("\r")  # a file written with Windows line ends
             if (number == 1 and line.startswith("#version")) or not line.strip():
                 continue
             pair = line.split(" ")
@@ -377,7 +379,6 @@ class BPETokenizer:
             "tokenizer_class": "GPT2Tokenizer",
             "add_prefix_space": False,
             "bos_token": eot, "eos_token": eot, "unk_token": eot,
-            "model_max_length": 1024,
             "clean_up_tokenization_spaces": False,
             "added_tokens_decoder": {
                 str(i): {"content": s, "lstrip": False, "rstrip": False, "normalized": False,
