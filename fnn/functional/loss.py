@@ -5,6 +5,14 @@ torch's deprecated ``size_average``/``reduce`` flags in the same positions (they
 ``reduction`` when given, as in torch). Class-index targets are integer arrays; a loss that
 accepts class probabilities instead (``cross_entropy``) tells them apart by dtype, as torch does.
 
+Shapes: an elementwise loss needs ``target`` of exactly the input's shape and raises
+``ValueError`` otherwise. torch only warns for ``mse_loss``, ``l1_loss``, ``huber_loss`` and
+``smooth_l1_loss`` (and broadcasts silently in ``kl_div`` and ``hinge_embedding_loss``) before
+broadcasting, which turns a ``(N, 1)`` prediction and a ``(N,)`` target into an ``(N, N)`` loss;
+that is never what was meant, so here it is an error. Values that can only be mistakes (class
+indices out of range, probabilities outside [0, 1]) raise too, wherever the values are known:
+outside transforms, under ``grad``/``jvp`` and under an eager ``vmap`` (not under staging).
+
 Numerical stability: log-probabilities come from ``log_softmax`` (a log-sum-exp with the
 maximum taken out), and the logistic losses use ``max(z, 0) + log1p(exp(-|z|))``, so logits of
 ``+-1e4`` give finite, exact losses and gradients. ``binary_cross_entropy`` on probabilities
@@ -22,8 +30,11 @@ import math
 import fgrad.numpy as fnp
 from fgrad.core import Tracer, dtype_of, shape_of
 
+import numpy as np
+
 from ._utils import check_reduction, check_same_shape, legacy_reduction, reduce_loss
 from .activation import _softplus, log_softmax
+from .sparse import _known_values
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "hinge_embedding_loss",
@@ -64,10 +75,9 @@ def _check_index_target(fname, input, target, class_axis, ignore_index=None):
         raise ValueError(f"{fname}: class-index target of shape {t} does not fit input of shape "
                          f"{s}; expected target shape {expected} (the input without its class "
                          f"axis {class_axis})")
-    value = target.concrete_value() if isinstance(target, Tracer) else target
+    value = _known_values(target)       # also under an eager vmap: the whole batch's labels
     if value is None:
         return
-    value = fnp.asarray(value)
     bad = (value < 0) | (value >= s[class_axis])
     if ignore_index is not None:
         bad = bad & (value != ignore_index)
@@ -77,9 +87,18 @@ def _check_index_target(fname, input, target, class_axis, ignore_index=None):
                          + f", got {value[bad].ravel()[:5].tolist()}")
 
 
+def _mean_over_kept(total, kept_weight):
+    """``total / kept_weight``. When every target is ignored (a fully padded batch) torch's loss
+    is ``0 / 0 = nan`` but its gradient is zero; so here: NaN value, zero gradient (not the NaN
+    gradient of a plain division, which would poison the parameters)."""
+    empty = kept_weight == 0
+    return fnp.where(empty, np.nan, total / fnp.where(empty, 1.0, kept_weight))
+
+
 def _nll(fname, logp, target, weight, ignore_index, reduction, class_axis):
     """``-weight[y] logp[y]`` per position, zero where ``y == ignore_index``; the mean divides by
-    the total weight of the targets that are not ignored (the count when ``weight`` is None)."""
+    the total weight of the targets that are not ignored (the count when ``weight`` is None):
+    NaN when there are none, as in torch, with a zero gradient."""
     valid = target != ignore_index
     safe_target = fnp.where(valid, target, 0)
     picked = fnp.squeeze(fnp.take_along_axis(logp, fnp.expand_dims(safe_target, class_axis),
@@ -90,7 +109,7 @@ def _nll(fname, logp, target, weight, ignore_index, reduction, class_axis):
         target_weight = fnp.where(valid, fnp.take(weight, safe_target), 0.0)
     loss = -picked * target_weight
     if reduction == "mean":
-        return fnp.sum(loss) / fnp.sum(target_weight), target_weight
+        return _mean_over_kept(fnp.sum(loss), fnp.sum(target_weight)), target_weight
     return reduce_loss(fname, loss, reduction), target_weight
 
 
@@ -120,6 +139,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     ``(1 - e) nll + e / C * sum_c -weight[c] log p_c``, exactly as torch. With indices,
     ``ignore_index`` positions are dropped and 'mean' divides by the summed weight of the kept
     targets; with probabilities, 'mean' divides by the number of positions ``N * prod(*)``.
+    When every target is ``ignore_index`` (a fully padded batch) 'mean' is NaN, as in torch,
+    and the gradient is zero, as in torch (not NaN).
     """
     fname = "fnn.functional.cross_entropy"
     reduction = legacy_reduction(size_average, reduce, reduction)
@@ -148,7 +169,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     smooth = -fnp.sum(logp * class_weight, axis=class_axis)
     smooth = fnp.where(target != ignore_index, smooth, 0.0)
     if reduction == "mean":
-        smooth = fnp.sum(smooth) / fnp.sum(target_weight)
+        smooth = _mean_over_kept(fnp.sum(smooth), fnp.sum(target_weight))
     else:
         smooth = reduce_loss(fname, smooth, reduction)
     return (1.0 - label_smoothing) * nll + (label_smoothing / n_classes) * smooth
@@ -160,15 +181,19 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """``(x - y)^2``; an elementwise ``weight`` makes 'mean' divide by ``sum(weight)``."""
+    fname = "fnn.functional.mse_loss"
     reduction = legacy_reduction(size_average, reduce, reduction)
+    check_same_shape(fname, input, target)
     diff = input - target
-    return _weighted_reduce("fnn.functional.mse_loss", diff * diff, weight, reduction)
+    return _weighted_reduce(fname, diff * diff, weight, reduction)
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """``|x - y|`` (derivative 0 where ``x == y``); ``weight`` as in :func:`mse_loss`."""
+    fname = "fnn.functional.l1_loss"
     reduction = legacy_reduction(size_average, reduce, reduction)
-    return _weighted_reduce("fnn.functional.l1_loss", fnp.abs(input - target), weight, reduction)
+    check_same_shape(fname, input, target)
+    return _weighted_reduce(fname, fnp.abs(input - target), weight, reduction)
 
 
 def _huber(diff, delta):
@@ -182,6 +207,9 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     'mean' is the plain mean of the weighted losses (torch's convention for this loss)."""
     fname = "fnn.functional.huber_loss"
     check_reduction(fname, reduction)
+    if not delta > 0:
+        raise ValueError(f"{fname}: delta must be positive, got {delta}")
+    check_same_shape(fname, input, target)
     loss = _huber(input - target, delta)
     if weight is not None:
         check_same_shape(fname, loss, weight, "weight")
@@ -192,10 +220,14 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """``huber_loss / beta``: ``0.5 d^2 / beta`` for ``|d| < beta``, else ``|d| - 0.5 beta``
     (plain L1 when ``beta == 0``)."""
+    fname = "fnn.functional.smooth_l1_loss"
     reduction = legacy_reduction(size_average, reduce, reduction)
+    check_same_shape(fname, input, target)
+    if beta < 0:
+        raise ValueError(f"{fname}: beta must be non-negative, got {beta}")
     diff = input - target
     loss = fnp.abs(diff) if beta == 0 else _huber(diff, beta) / beta
-    return reduce_loss("fnn.functional.smooth_l1_loss", loss, reduction)
+    return reduce_loss(fname, loss, reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,11 +250,19 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     The logarithms are clamped at -100 as in torch, so ``p`` of exactly 0 or 1 gives a finite
     loss; there the derivative of the clamped term is 0, while torch's hand-written backward
     divides by ``max(p (1 - p), 1e-12)``. Away from 0 and 1 the two agree. Prefer
-    :func:`binary_cross_entropy_with_logits`, which needs no clamp.
+    :func:`binary_cross_entropy_with_logits`, which needs no clamp. As in torch, an input or
+    target outside [0, 1] (or NaN) raises ``ValueError`` (where the values are known).
     """
     fname = "fnn.functional.binary_cross_entropy"
     reduction = legacy_reduction(size_average, reduce, reduction)
     check_same_shape(fname, input, target)
+    for what, x in (("input", input), ("target", target)):
+        values = _known_values(x)
+        if values is not None and values.size and not ((values >= 0) & (values <= 1)).all():
+            bad = values[~((values >= 0) & (values <= 1))].ravel()[:5].tolist()
+            raise ValueError(f"{fname}: every element of the {what} must be a probability in "
+                             f"[0, 1] (as torch requires), got {bad}"
+                             + ("; pass logits to binary_cross_entropy_with_logits" if what == "input" else ""))
     loss = -(target * _clamped_log(input) + (1.0 - target) * _clamped_log(1.0 - input))
     if weight is not None:
         loss = loss * weight
@@ -255,6 +295,7 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
     As torch, a target that is neither gets both terms.
     """
     reduction = legacy_reduction(size_average, reduce, reduction)
+    check_same_shape("fnn.functional.hinge_embedding_loss", input, target)
     gap = margin - input
     margin_term = fnp.where(gap >= 0, gap, 0.0)       # clamp_min: derivative 1 at the kink
     loss = fnp.where(target != 1, margin_term, 0.0) + fnp.where(target != -1, input, 0.0)
@@ -305,6 +346,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     fname = "fnn.functional.kl_div"
     reduction = legacy_reduction(size_average, reduce, reduction)
     check_reduction(fname, reduction, ("none", "batchmean", "sum", "mean"))
+    check_same_shape(fname, input, target)
     if log_target:
         loss = fnp.exp(target) * (target - input)
     else:

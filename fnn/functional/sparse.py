@@ -29,6 +29,29 @@ def _known(x):
     return x.concrete_value() if isinstance(x, Tracer) else np.asarray(x)
 
 
+def _known_values(x):
+    """Every value ``x`` takes, as a NumPy array, for checks of ids, labels and probabilities.
+
+    Outside transforms and under ``grad``/``jvp`` that is ``x``'s own value; under an eager
+    ``vmap`` it is the whole batch (``BatchTracer.val``), whose values are each example's, so
+    a check that raises outside ``vmap`` raises inside it too. Under staging (``make_jaxpr``,
+    ``jit``) values are not known and this is ``None``: the checks are skipped there, and an
+    out-of-range id behaves as the gather does (as in JAX, where a jitted lookup clamps).
+    """
+    while isinstance(x, Tracer):
+        value = x.concrete_value()
+        if value is not None:
+            return np.asarray(value)
+        # descend one transform: a vmap tracer holds the batch, a JVP/VJP tracer its primal
+        inner = getattr(x, "val", None)
+        if inner is None:
+            inner = getattr(x, "primal", None)
+        if inner is None:
+            return None
+        x = inner
+    return np.asarray(x)
+
+
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False):
     """Rows of ``weight`` ``(num_embeddings, dim)`` at integer ``input`` ``(*)``: ``(*, dim)``.
@@ -41,6 +64,10 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
 
     ``padding_idx`` and ``scale_grad_by_freq`` act on forward-mode derivatives too, so that
     ``jvp`` and ``vjp`` differentiate the same function; torch's forward mode ignores them.
+
+    Out-of-range ids raise ``IndexError`` outside transforms, under ``grad`` and under an eager
+    ``vmap`` alike (negative ids are never counted from the end); under staging
+    (``make_jaxpr``, ``jit``) the ids are not known and are not checked.
     """
     fname = "fnn.functional.embedding"
     w_shape = shape_of(weight)
@@ -49,10 +76,11 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
                          f"{w_shape}")
     if dtype_of(input).kind not in "iu":
         raise TypeError(f"{fname}: input must hold integer ids, got dtype {dtype_of(input)}")
-    ids = _known(input)
-    if ids is not None and ids.size and (ids.min() < 0 or ids.max() >= w_shape[0]):
+    all_ids = _known_values(input)
+    if all_ids is not None and all_ids.size and (all_ids.min() < 0 or all_ids.max() >= w_shape[0]):
         raise IndexError(f"{fname}: ids must be in [0, {w_shape[0]}), got values in "
-                         f"[{ids.min()}, {ids.max()}]")
+                         f"[{all_ids.min()}, {all_ids.max()}]")
+    ids = _known(input)
     rows = fnp.take(weight, input, axis=0)
     if max_norm is not None:
         norms = fnp.sum(fnp.abs(rows) ** norm_type, axis=-1, keepdims=True) ** (1.0 / norm_type)
@@ -92,6 +120,7 @@ def one_hot(tensor, num_classes=-1):
             raise ValueError(f"{fname}: num_classes=-1 needs the values of tensor, which is being "
                              f"traced; pass num_classes explicitly")
         num_classes = int(values.max()) + 1 if values.size else 0
+    values = _known_values(tensor)
     if values is not None and values.size and (values.min() < 0 or values.max() >= num_classes):
         raise ValueError(f"{fname}: class values must be in [0, {num_classes}), got values in "
                          f"[{values.min()}, {values.max()}]")
