@@ -178,6 +178,30 @@ def test_gradients_match_torch_autograd(saved, kind, masked):
         assert rel_err(g, theirs[name]) < 1e-8, name
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lm_loss_kernel_equals_cross_entropy(dtype):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((2, 6, 11)).astype(dtype) * 3
+    labels = rng.integers(0, 11, (2, 6))
+    labels[1, 2:4] = -100
+
+    def reference(z):
+        return fnn.functional.cross_entropy(z[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1))
+
+    value, grad = fgrad.value_and_grad(lambda z: M.lm_loss(z, labels))(logits)
+    ref_value, ref_grad = fgrad.value_and_grad(reference)(logits)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    assert np.asarray(value).dtype == dtype and grad.dtype == dtype
+    assert abs(float(value) - float(ref_value)) < tol * abs(float(ref_value))
+    np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=tol)
+    np.testing.assert_allclose(M.lm_loss(logits[0], labels[0]),     # one unbatched sequence
+                               fnn.functional.cross_entropy(logits[0, :-1], labels[0, 1:]), rtol=tol)
+    with pytest.raises(ValueError, match=r"token ids in \[0, 11\) or ignore_index=-100"):
+        M.lm_loss(logits, np.full((2, 6), 11))
+    with pytest.raises(ValueError, match="expected logits"):
+        M.lm_loss(logits, labels[:, :5])
+
+
 def test_float32_stays_float32(saved):
     _, directory = saved("gpt2")
     model, params = ours("gpt2", directory, np.float32)
@@ -403,6 +427,16 @@ def test_vmap_jvp_and_hessian_vector_product(saved, kind):
         return sum(fnp.vdot(a, b) for a, b in zip(tree.leaves(fgrad.grad(loss)(p)), tree.leaves(v)))
 
     hvp = fgrad.grad(grad_dot_v)(params)
+    # jacrev vmaps the pullback over traced cotangents: the kernels' rules fall back to the
+    # reference's VJP there
+    embedding = params["transformer"][model.token_embedding]["weight"]
+
+    def last_logits(table):
+        body = {**params["transformer"], model.token_embedding: {"weight": table}}
+        return model.apply({**params, "transformer": body}, IDS[:1, :4])[0, -1, :5]
+
+    np.testing.assert_allclose(fgrad.jacrev(last_logits)(embedding),
+                               fgrad.jacfwd(last_logits)(embedding), rtol=0, atol=1e-12)
     eps = 1e-5
     plus = fgrad.grad(loss)(tree.map(lambda a, b: a + eps * b, params, v))
     minus = fgrad.grad(loss)(tree.map(lambda a, b: a - eps * b, params, v))

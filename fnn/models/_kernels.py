@@ -15,10 +15,12 @@ Each one is a :class:`fgrad.custom_vjp` function with two implementations of the
   rule is the VJP of the reference itself, so every transform composes as for any other
   fgrad.numpy code.
 
-Measured on the baby-GPT training step of ``benchmarks/bench_generate.py``'s model family (4
-layers, width 128, batch 12 x 64 tokens, float32, one thread): the fused kernels bring the
-step from ~250 ms (with fgrad.numpy formulas: ~1,500 tape nodes, NumPy temporaries) to within
-reach of torch eager's; the matrix products, identical in both, are most of what is left.
+Measured on nanoGPT's CPU "baby GPT" shape (GPT-2 with 4 layers of width 128, 4 heads, a
+batch of 12 x 64 tokens, vocabulary 65, float32, one BLAS thread, loss and gradient of every
+parameter): the same model written with fgrad.numpy formulas records ~1,500 tape nodes and
+takes ~250 ms a step; with these kernels, ~160 nodes and ~155 ms, torch eager's 157 ms for
+HF's GPT2LMHeadModel (interleaved runs, best of 10). The matrix products, the same BLAS
+calls in both, are ~120 ms of it.
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ import numpy as np
 
 import fgrad
 import fgrad.numpy as fnp
-from fgrad.primitives.dot import dot_general
 
 from .. import functional as F
 
@@ -54,7 +55,7 @@ def _fallback_bwd(reference, primals, g, nondiff=()):
 # --------------------------------------------------------------------------------------------
 
 def conv1d_reference(x, weight, bias):
-    return dot_general(x, weight, (((1,), (0,)), ((), ()))) + bias
+    return fnp.matmul(x, weight) + bias
 
 
 @fgrad.custom_vjp
@@ -93,7 +94,7 @@ def conv1d(x, weight, bias):
 # --------------------------------------------------------------------------------------------
 
 def tied_head_reference(x, embedding):
-    return dot_general(x, embedding, (((1,), (1,)), ((), ())))
+    return fnp.tensordot(x, embedding, axes=([1], [1]))
 
 
 @fgrad.custom_vjp
@@ -121,8 +122,8 @@ _tied_head.defvjp(_tied_head_fwd, _tied_head_bwd)
 def tied_head(x, embedding):
     """``x @ embedding.T`` for ``x`` ``(N, C)`` and ``embedding`` ``(V, C)``: logits ``(N, V)``.
 
-    (fgrad's dot_general reshapes its transposed operand, which copies the ``(V, C)`` table:
-    25 MB per call for GPT-2's vocabulary.)"""
+    (fgrad.numpy's matmul of a transposed operand copies the ``(V, C)`` table, 25 MB per call
+    for GPT-2's vocabulary; NumPy's hands the transposed view to BLAS.)"""
     if _all_numpy(x, embedding):
         return _tied_head.fun(x, embedding)
     return _tied_head(x, embedding)
@@ -272,7 +273,7 @@ def softmax(scores):
 
 
 def attention_reference(q, k, v, scale, bias, allowed, fill, dropout_key, p):
-    scores = dot_general(q, k, (((3,), (3,)), ((0, 1), (0, 1)))) * scale     # (B, H, T, S)
+    scores = fnp.matmul(q, fnp.swapaxes(k, -1, -2)) * scale                  # (B, H, T, S)
     if bias is not None:
         scores = scores + bias
     else:
@@ -280,7 +281,7 @@ def attention_reference(q, k, v, scale, bias, allowed, fill, dropout_key, p):
     weights = softmax(scores)
     if dropout_key is not None:
         weights = F.dropout(weights, p, training=True, key=dropout_key)
-    return dot_general(weights, v, (((3,), (2,)), ((0, 1), (0, 1))))
+    return fnp.matmul(weights, v)
 
 
 def _attention_numpy(q, k, v, scale, bias, allowed, fill, dropout_key, p):
