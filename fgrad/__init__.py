@@ -15,6 +15,7 @@ from .debug import debug_nans
 from .errors import (ConcretizationError, FgradError, MissingRuleError,
                      TracerArrayConversionError, TransformError, UnexpectedTracerError)
 from . import random, testing  # noqa: F401
+from .jit import ShapeDtypeStruct, eval_shape, jit
 
 __version__ = "0.1.0"
 

@@ -8,27 +8,55 @@ evaluation for free, and ``linearize`` uses it to keep only the tangent computat
 
 ``make_jaxpr(f)(*args)`` prints one equation per line with typed shapes; :func:`eval_jaxpr`
 replays a program through :func:`~fgrad.core.bind`, so a staged program can itself be
-transformed. (``jit`` will cache programs per input signature and replay them.)
+transformed. ``fgrad.jit`` (``jit.py``) stages a function once per input signature with
+:func:`stage`, optimises the program (``passes.py``) and replays it as generated NumPy code.
+
+Three details the rest rests on:
+
+* Shapes come from each primitive's ``abstract_eval`` rule (the builders at the end of this
+  file serve the common families); a primitive without one is run on zeros of its input shapes.
+* A value of an *outer* transform reaching this trace (``vmap(linearize(f))``, ``grad`` of a
+  function that calls ``make_jaxpr`` on a closure) is a constant of the program, like a NumPy
+  array: it is checked for being a tracer before anything asks NumPy about it.
+* Each equation records which derivative or batching rule staged it (``Eqn.source``, e.g.
+  ``"vjp of tanh"``), found by looking up the Python stack for the frame in ``vjp.py``,
+  ``jvp.py`` or ``vmap.py`` that is running a rule; ``jit(f).lower(x).source`` prints it.
 """
 from __future__ import annotations
 
 import itertools
+import sys
 
 import numpy as np
 
-from .core import Trace, Tracer, bind, dtype_of, shape_of
+from . import tree
+from .core import Trace, Tracer, bind, dtype_of, new_trace, shape_of
+from .errors import ConcretizationError, TracerArrayConversionError
 
-__all__ = ["ShapedArray", "StagingTrace", "StagingTracer", "Jaxpr", "Eqn", "Var", "eval_jaxpr", "dce"]
+__all__ = ["ShapedArray", "StagingTrace", "StagingTracer", "Jaxpr", "Eqn", "Var", "Literal",
+           "eval_jaxpr", "dce", "stage", "aval_of", "elementwise_abstract_eval",
+           "reduction_abstract_eval", "same_abstract_eval"]
 
 
 class ShapedArray:
-    """An abstract value: a shape and a dtype."""
+    """An abstract value: a shape and a dtype.
 
-    __slots__ = ("shape", "dtype")
+    ``weak_type`` marks a Python scalar input of ``jit`` (as JAX's weak types): NumPy lets a
+    Python ``float`` adopt the dtype of the array it meets (``f32[3] * 2.0`` is ``f32[3]``), so
+    shape rules evaluate such an operand as a Python number, never as a float64 array. Equality
+    ignores it: ``weak_type`` says how an operand promotes, not what it is.
+    """
 
-    def __init__(self, shape, dtype):
+    __slots__ = ("shape", "dtype", "weak_type")
+
+    def __init__(self, shape, dtype, weak_type=False):
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
+        self.weak_type = weak_type
+
+    @property
+    def ndim(self):
+        return len(self.shape)
 
     def str_short(self):
         short = {"float64": "f64", "float32": "f32", "float16": "f16", "int64": "i64",
@@ -58,10 +86,22 @@ class Var:
 
 
 class Eqn:
-    __slots__ = ("prim", "inputs", "params", "outs")
+    """``outs = prim[params](*inputs)``; ``source`` names the rule that staged it (or ``None``)."""
 
-    def __init__(self, prim, inputs, params, outs):
+    __slots__ = ("prim", "inputs", "params", "outs", "source")
+
+    def __init__(self, prim, inputs, params, outs, source=None):
         self.prim, self.inputs, self.params, self.outs = prim, inputs, params, outs
+        self.source = source
+
+    def replace(self, **changes):
+        fields = dict(prim=self.prim, inputs=self.inputs, params=self.params, outs=self.outs,
+                      source=self.source)
+        fields.update(changes)
+        return Eqn(**fields)
+
+    def __repr__(self):
+        return f"Eqn({self.outs} = {self.prim.name} {self.inputs})"
 
 
 class Literal:
@@ -83,12 +123,18 @@ class Jaxpr:
         self.invars, self.constvars, self.consts = invars, constvars, consts
         self.eqns, self.outvars = eqns, outvars
 
+    def names(self):
+        """``{Var: name}`` in reading order (constants, inputs, then each equation's outputs)."""
+        names = {}
+        for v in [*self.constvars, *self.invars, *(o for e in self.eqns for o in e.outs)]:
+            if v not in names:
+                names[v] = _name(len(names) + 1)
+        return names
+
     def __repr__(self):
         # Name variables in reading order (constants, inputs, then each equation's outputs),
         # whatever order tracing created them in.
-        names = {}
-        for v in [*self.constvars, *self.invars, *(o for e in self.eqns for o in e.outs)]:
-            names[v] = _name(len(names) + 1)
+        names = self.names()
 
         def name(a):
             return names.get(a, repr(a)) if isinstance(a, Var) else repr(a)
@@ -96,16 +142,7 @@ class Jaxpr:
         def typed(v):
             return f"{name(v)}:{v.aval.str_short()}"
 
-        def fmt_params(params):
-            if not params:
-                return ""
-            items = []
-            for k, v in params.items():
-                v = getattr(v, "__name__", v)
-                if isinstance(v, np.dtype):
-                    v = v.name
-                items.append(f"{k}={v}")
-            return "[" + " ".join(items) + "]"
+        fmt_params = format_params
 
         consts = " ".join(typed(v) for v in self.constvars)
         ins = " ".join(typed(v) for v in self.invars)
@@ -119,6 +156,19 @@ class Jaxpr:
 
     def pretty(self):
         return repr(self)
+
+
+def format_params(params):
+    """``[k=v ...]`` as the printed program shows a primitive's static parameters."""
+    if not params:
+        return ""
+    items = []
+    for k, v in params.items():
+        v = getattr(v, "__name__", v)
+        if isinstance(v, np.dtype):
+            v = v.name
+        items.append(f"{k}={v}")
+    return "[" + " ".join(items) + "]"
 
 
 class StagingTracer(Tracer):
@@ -137,8 +187,33 @@ class StagingTracer(Tracer):
     def dtype(self):
         return self.aval.dtype
 
+    # Python needs a value that tracing does not know: say so for staging (jit, make_jaxpr),
+    # with the ways out, instead of the generic message of fgrad.core.
+    def _concrete(self, what):
+        raise ConcretizationError(
+            f"{self._trace.context()}: {what} needs a concrete value, but got a traced value "
+            f"{self.aval.str_short()} whose value is not known while the function is staged (only "
+            f"its shape and dtype are). Python control flow on traced values cannot be staged: "
+            f"use fgrad.numpy.where(cond, x, y) to choose elementwise (fgrad.lax.cond, "
+            f"while_loop, fori_loop and scan are planned but do not exist yet), or, if the value "
+            f"is really a setting, make it static: jit(f, static_argnums=...) or "
+            f"static_argnames=... (each new value traces again).")
+
+    def __array__(self, dtype=None, copy=None):
+        raise TracerArrayConversionError(
+            f"{self._trace.context()}: a traced value {self.aval.str_short()} was converted to a "
+            f"NumPy array (numpy.asarray, a raw numpy function, float()/int() through NumPy, or "
+            f"indexing a NumPy array with it); while staging only its shape and dtype are known. "
+            f"Use fgrad.numpy (import fgrad.numpy as fnp) inside the function, e.g. fnp.take(table, "
+            f"i) for table[i], or compute the value outside the staged function.")
+
+    def __repr__(self):
+        return f"{type(self).__name__}<{self.aval.str_short()}>"
+
 
 class StagingTrace(Trace):
+    """Records every primitive applied to its tracers as an :class:`Eqn`."""
+
     transform_name = "make_jaxpr"
 
     def __init__(self, level):
@@ -146,6 +221,13 @@ class StagingTrace(Trace):
         self.eqns = []
         self.consts = {}   # id(array) -> (Var, array)
         self._names = _names()
+        self.fun_name = None   # the staged function's name, for error messages
+
+    def context(self):
+        """How error messages name this staging: ``jit(loss)`` or ``make_jaxpr``."""
+        if self.fun_name is None:
+            return self.transform_name
+        return f"{self.transform_name}({self.fun_name})"
 
     def new_var(self, aval):
         return Var(aval, next(self._names))
@@ -154,9 +236,13 @@ class StagingTrace(Trace):
         return StagingTracer(self, aval, self.new_var(aval))
 
     def atom(self, x):
-        if isinstance(x, StagingTracer) and x._trace is self:
-            return x.var
-        if np.ndim(x) == 0 and not isinstance(x, Tracer):
+        if isinstance(x, Tracer):
+            if x._trace is self:
+                return x.var
+            # A value of an outer transform (vmap(linearize(f)), grad of a function that stages
+            # a closure): a constant of this program. Test for a tracer first: np.ndim(x) on one
+            # converts it to a NumPy array, which tracers refuse.
+        elif np.ndim(x) == 0:
             return Literal(x)
         key = id(x)
         if key not in self.consts:
@@ -169,8 +255,82 @@ class StagingTrace(Trace):
         in_atoms = [self.atom(x) for x in args]
         out_avals = abstract_eval(prim, args, params)
         outs = [StagingTracer(self, a, self.new_var(a)) for a in out_avals]
-        self.eqns.append(Eqn(prim, in_atoms, params, [t.var for t in outs]))
+        self.eqns.append(Eqn(prim, in_atoms, params, [t.var for t in outs], _rule_source(prim)))
         return outs if prim.multiple_results else outs[0]
+
+
+def stage(fun, avals, in_tree, *, trace_type=StagingTrace, fun_name=None):
+    """Trace ``fun`` on staging tracers with ``avals`` (flat, arranged by ``in_tree``).
+
+    Returns ``(jaxpr, out_tree)``; the program is not optimised (see ``passes.py``).
+    """
+    with new_trace(trace_type) as trace:
+        trace.fun_name = fun_name
+        ins = [trace.new_input(a) for a in avals]
+        out = fun(*tree.unflatten(in_tree, ins))
+        out_leaves, out_tree = tree.flatten(out)
+        outvars = [trace.atom(o) for o in out_leaves]
+    constvars = [v for v, _ in trace.consts.values()]
+    consts = [c for _, c in trace.consts.values()]
+    return Jaxpr([t.var for t in ins], constvars, consts, trace.eqns, outvars), out_tree
+
+
+def aval_of(x, weak_scalars=False):
+    """The :class:`ShapedArray` of a value (a Python scalar is weakly typed if asked)."""
+    if isinstance(x, Tracer):
+        aval = getattr(x, "aval", None)
+        return aval if aval is not None else ShapedArray(shape_of(x), dtype_of(x))
+    weak = weak_scalars and isinstance(x, (bool, int, float, complex))
+    return ShapedArray(shape_of(x), dtype_of(x), weak)
+
+
+# --------------------------------------------------------------------------------------------
+# Which rule staged an equation: look up the stack for the transform frame running a rule
+# --------------------------------------------------------------------------------------------
+
+_RULE_FRAMES = None   # {code object: (kind, local holding the primitive or the tape node)}
+
+
+def _rule_frames():
+    global _RULE_FRAMES
+    if _RULE_FRAMES is None:
+        # the modules themselves: fgrad.vjp / fgrad.jvp / fgrad.vmap are the transform functions
+        api, jvp, vjp, vmap = (sys.modules[f"fgrad.{m}"] for m in ("api", "jvp", "vjp", "vmap"))
+        _RULE_FRAMES = {
+            vjp._rule_cts.__code__: ("vjp", "node"),
+            vjp.backward_pass.__code__: ("vjp", "node"),       # custom_vjp / checkpoint backward
+            jvp.JVPTrace.process_primitive.__code__: ("jvp", "prim"),
+            vmap.BatchTrace.process_primitive.__code__: ("batch", "prim"),
+            # where a staging starts: frames further up belong to whoever called it
+            stage.__code__: (None, None),
+            api._stage.__code__: (None, None),
+        }
+    return _RULE_FRAMES
+
+
+def _rule_source(prim, max_depth=48):
+    """``"vjp of tanh"`` when a rule is staging ``prim``, else ``None`` (tracing cost only)."""
+    frames = _rule_frames()
+    frame = sys._getframe(2)
+    for _ in range(max_depth):
+        if frame is None:
+            return None
+        hit = frames.get(frame.f_code)
+        if hit is not None:
+            kind, local = hit
+            if kind is None:
+                return None
+            owner = frame.f_locals.get(local)
+            if kind == "vjp":
+                owner = getattr(owner, "prim", None)
+                if owner is None:
+                    return None
+            elif owner is prim:       # the primal result a jvp / batch rule binds: not a rule op
+                return None
+            name = getattr(owner, "name", None)
+            return None if name is None else f"{kind} of {name}"
+        frame = frame.f_back
+    return None
 
 
 def _name(n):
@@ -187,12 +347,17 @@ def _names():
 
 
 def abstract_eval(prim, args, params):
-    """Output avals of ``prim``: its own shape rule, or its impl run on zeros of the right shape."""
-    avals = [ShapedArray(shape_of(x), dtype_of(x)) if isinstance(x, Tracer) else x for x in args]
+    """Output avals of ``prim``: its own shape rule, or its impl run on zeros of the right shape.
+
+    Rules receive a :class:`ShapedArray` for each traced operand and the value itself for
+    constants (NumPy arrays, Python scalars).
+    """
+    avals = [aval_of(x) if isinstance(x, Tracer) else x for x in args]
     if prim.abstract_eval is not None:
         out = prim.abstract_eval(*avals, **params)
         return list(out) if prim.multiple_results else [out]
-    dummies = [np.zeros(a.shape, a.dtype) if isinstance(a, ShapedArray) else a for a in avals]
+    dummies = [_weak_dummy(a) if isinstance(a, ShapedArray) and a.weak_type
+               else np.zeros(a.shape, a.dtype) if isinstance(a, ShapedArray) else a for a in avals]
     with np.errstate(all="ignore"):
         out = prim.impl(*dummies, **params)
     outs = out if prim.multiple_results else [out]
@@ -230,3 +395,88 @@ def dce(jaxpr):
             live.update(a for a in e.inputs if isinstance(a, Var))
     used = [(v, c) for v, c in zip(jaxpr.constvars, jaxpr.consts) if v in live]
     return Jaxpr(jaxpr.invars, [v for v, _ in used], [c for _, c in used], kept[::-1], jaxpr.outvars)
+
+
+# --------------------------------------------------------------------------------------------
+# Shape-rule builders for the primitive families (``prim.abstract_eval = ...`` beside each)
+# --------------------------------------------------------------------------------------------
+#
+# A rule gets ShapedArrays for traced operands and raw values for constants. Output shapes are
+# computed from the input shapes; output dtypes come from NumPy itself, by running the impl on
+# 0-d (or all-ones-shape) operands of the same dtypes, so every promotion rule (NEP 50 weak
+# Python scalars, int / int -> float, bool sums -> int) is NumPy's own. That costs a few
+# microseconds per equation at trace time, never a forward pass on full-size arrays, and it is
+# cached by operand dtypes.
+
+def _weak_dummy(a):
+    """A Python number of a weakly typed aval's kind (NumPy promotes it as a Python scalar)."""
+    return {"b": False, "i": 0, "u": 0, "f": 0.0, "c": 0j}.get(a.dtype.kind, 0.0)
+
+
+def _dtype_key(x):
+    if isinstance(x, ShapedArray):
+        return ("w", x.dtype.kind) if x.weak_type else x.dtype
+    if isinstance(x, (bool, int, float, complex)):
+        return ("py", type(x))
+    return dtype_of(x)
+
+
+def _small_operand(x, ndim=0):
+    """An operand of ``x``'s dtype behaviour with shape ``(1,) * ndim`` (or the Python scalar)."""
+    if isinstance(x, ShapedArray):
+        return _weak_dummy(x) if x.weak_type else np.zeros((1,) * ndim, x.dtype)
+    if isinstance(x, (bool, int, float, complex)):
+        return x
+    return np.zeros((1,) * ndim, dtype_of(x))
+
+
+_DTYPE_CACHE = {}
+
+
+def _result_dtype(prim, operands, params_key=(), ndims=None, call=None):
+    """The dtype ``prim.impl`` gives for operands of these dtypes (cached)."""
+    key = (prim.name, tuple(_dtype_key(x) for x in operands), params_key)
+    dt = _DTYPE_CACHE.get(key)
+    if dt is None:
+        ndims = ndims or [0] * len(operands)
+        small = [_small_operand(x, n) for x, n in zip(operands, ndims)]
+        with np.errstate(all="ignore"):
+            out = (call or prim.impl)(*small)
+        dt = _DTYPE_CACHE[key] = dtype_of(out)
+    return dt
+
+
+def elementwise_abstract_eval(prim):
+    """Shape rule of a broadcasting elementwise primitive (ufuncs, select)."""
+    def rule(*operands, **params):
+        shape = np.broadcast_shapes(*(shape_of(x) for x in operands))
+        pkey = tuple(sorted((k, repr(v)) for k, v in params.items()))
+        call = (lambda *xs: prim.impl(*xs, **params)) if params else None
+        return ShapedArray(shape, _result_dtype(prim, operands, pkey, call=call))
+    prim.abstract_eval = rule
+    return prim
+
+
+def reduction_abstract_eval(prim, axes_param="axes", keeps_shape=False):
+    """Shape rule of a reduction over the static ``params[axes_param]`` of operand 0.
+
+    ``keeps_shape`` for cumulative ops (cumsum, argsort), whose output has the input's shape.
+    """
+    def rule(x, **params):
+        shape = shape_of(x)
+        axes = params[axes_param]
+        axes_t = axes if isinstance(axes, tuple) else (axes,)
+        out_shape = shape if keeps_shape else tuple(
+            n for i, n in enumerate(shape) if i not in axes_t)
+        nd = len(shape)
+        dt = _result_dtype(prim, [x], (axes_param, axes, nd), ndims=[nd],
+                           call=lambda v: prim.impl(v, **params))
+        return ShapedArray(out_shape, dt)
+    prim.abstract_eval = rule
+    return prim
+
+
+def same_abstract_eval(prim):
+    """Shape rule of a primitive whose output has operand 0's shape and dtype (flip, scatter)."""
+    prim.abstract_eval = lambda x, *rest, **params: ShapedArray(shape_of(x), dtype_of(x))
+    return prim

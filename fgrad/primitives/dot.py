@@ -19,6 +19,7 @@ import numpy as np
 from .. import numpy as fnp
 from ..core import Primitive, shape_of
 from ..jvp import defjvp
+from ..staging import ShapedArray
 from ..vmap import move_axis, not_mapped
 
 
@@ -123,3 +124,16 @@ def _dot_general_batch(vals, dims, *, dimension_numbers):
 
 
 dot_general_p.batch = _dot_general_batch
+
+
+def _dot_general_abstract_eval(lhs, rhs, *, dimension_numbers):
+    """Output axes (batch..., lhs free..., rhs free...); dtype as np.matmul promotes."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    ls, rs = shape_of(lhs), shape_of(rhs)
+    shape = (tuple(ls[i] for i in lb) + tuple(ls[i] for i in _free(len(ls), lc, lb))
+             + tuple(rs[i] for i in _free(len(rs), rc, rb)))
+    return ShapedArray(shape, np.result_type(np.dtype(lhs.dtype) if hasattr(lhs, "dtype") else lhs,
+                                             np.dtype(rhs.dtype) if hasattr(rhs, "dtype") else rhs))
+
+
+dot_general_p.abstract_eval = _dot_general_abstract_eval

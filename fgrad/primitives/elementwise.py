@@ -16,6 +16,7 @@ import numpy as np
 from .. import numpy as fnp
 from ..core import Primitive
 from ..jvp import defjvp, defjvp_zero
+from ..staging import elementwise_abstract_eval
 from ..vmap import elementwise_batch_rule
 
 
@@ -208,3 +209,8 @@ bitwise_xor_p = nondifferentiable("bitwise_xor", np.bitwise_xor)
 left_shift_p = nondifferentiable("left_shift", np.left_shift)
 right_shift_p = nondifferentiable("right_shift", np.right_shift)
 invert_p = nondifferentiable("invert", np.invert)
+
+
+# --- shape rules (staging): broadcast shapes, NumPy's own result dtype for each dtype combination --
+for _p in [v for v in list(globals().values()) if isinstance(v, Primitive)]:
+    elementwise_abstract_eval(_p)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core import Primitive, dtype_of, shape_of
 from ..jvp import defjvp
+from ..staging import ShapedArray, same_abstract_eval
 from ..vmap import batch_size, move_axis, move_to_front, not_mapped
 from .. import numpy as fnp
 
@@ -98,6 +99,16 @@ def _gather_batch(vals, dims, *, template):
 
 
 gather_p.batch = _gather_batch
+
+
+def _gather_abstract_eval(x, *arrays, template):
+    """NumPy's indexing shape rules, applied to a zero-stride view (no data of x's size)."""
+    probe = np.broadcast_to(np.zeros((), bool), shape_of(x))
+    index = build_index(template, [np.zeros(shape_of(a), np.intp) for a in arrays])
+    return ShapedArray(probe[index].shape, dtype_of(x))
+
+
+gather_p.abstract_eval = _gather_abstract_eval
 
 
 # --- scatter: add, set, mul ----------------------------------------------------------------------
@@ -191,5 +202,6 @@ def _unbatched_shape(v, d):
 
 for _p in (scatter_add_p, scatter_set_p, scatter_mul_p):
     _scatter_batch(_p)
+    same_abstract_eval(_p)   # the result is x with some entries replaced
 
 

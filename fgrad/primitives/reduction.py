@@ -12,6 +12,7 @@ import numpy as np
 from .. import numpy as fnp
 from ..core import Primitive, dtype_of, shape_of
 from ..jvp import defjvp
+from ..staging import reduction_abstract_eval
 from ..vmap import reduction_batch_rule
 
 
@@ -97,3 +98,12 @@ defjvp(cumsum_p, lambda x_dot, ans, x, *, axis: cumsum_p.bind(x_dot, axis=axis))
 cumsum_p.vjp = (lambda g, ans, x, *, axis:
                 fnp.flip(cumsum_p.bind(fnp.flip(g, axis), axis=axis), axis),)
 reduction_batch_rule(cumsum_p, "axis")
+
+
+# --- shape rules (staging): the reduced axes removed, NumPy's own result dtype ------------------
+for _p in (reduce_sum_p, reduce_max_p, reduce_min_p, reduce_prod_p, reduce_any_p, reduce_all_p):
+    reduction_abstract_eval(_p)
+for _p in (argmax_p, argmin_p):
+    reduction_abstract_eval(_p, "axis")
+for _p in (argsort_p, cumsum_p):
+    reduction_abstract_eval(_p, "axis", keeps_shape=True)

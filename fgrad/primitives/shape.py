@@ -12,6 +12,7 @@ import numpy as np
 from .. import numpy as fnp
 from ..core import Primitive, dtype_of, shape_of, zero
 from ..jvp import defjvp
+from ..staging import ShapedArray, same_abstract_eval
 from ..vjp import unbroadcast
 from ..vmap import batch_size, elementwise_batch_rule, move_axis, move_to_front, not_mapped
 
@@ -36,6 +37,17 @@ def _reshape_batch(vals, dims, *, shape):
 
 reshape_p.batch = _reshape_batch
 
+
+def _reshape_abstract_eval(x, *, shape):
+    shape = tuple(shape)
+    if -1 in shape:   # one inferred axis
+        known = int(np.prod([n for n in shape if n != -1]))
+        shape = tuple(int(np.prod(shape_of(x))) // known if n == -1 else n for n in shape)
+    return ShapedArray(shape, dtype_of(x))
+
+
+reshape_p.abstract_eval = _reshape_abstract_eval
+
 # --- transpose ---------------------------------------------------------------------------------
 
 transpose_p = Primitive("transpose", lambda x, *, perm: np.transpose(x, perm))
@@ -50,6 +62,8 @@ def _transpose_batch(vals, dims, *, perm):
 
 
 transpose_p.batch = _transpose_batch
+transpose_p.abstract_eval = lambda x, *, perm: ShapedArray(tuple(shape_of(x)[p] for p in perm),
+                                                           dtype_of(x))
 
 # --- broadcast_to ------------------------------------------------------------------------------
 
@@ -67,6 +81,7 @@ def _broadcast_to_batch(vals, dims, *, shape):
 
 
 broadcast_to_p.batch = _broadcast_to_batch
+broadcast_to_p.abstract_eval = lambda x, *, shape: ShapedArray(shape, dtype_of(x))
 
 # --- concatenate -------------------------------------------------------------------------------
 
@@ -101,6 +116,15 @@ def _concatenate_batch(vals, dims, *, axis):
 
 concatenate_p.batch = _concatenate_batch
 
+
+def _concatenate_abstract_eval(*xs, axis):
+    shape = list(shape_of(xs[0]))
+    shape[axis] = sum(shape_of(x)[axis] for x in xs)
+    return ShapedArray(shape, np.result_type(*(dtype_of(x) for x in xs)))
+
+
+concatenate_p.abstract_eval = _concatenate_abstract_eval
+
 # --- pad (constant value) ----------------------------------------------------------------------
 
 pad_p = Primitive("pad", lambda x, value, *, pad_width: np.pad(
@@ -134,6 +158,8 @@ def _pad_batch(vals, dims, *, pad_width):
 
 
 pad_p.batch = _pad_batch
+pad_p.abstract_eval = lambda x, value, *, pad_width: ShapedArray(
+    tuple(n + lo + hi for n, (lo, hi) in zip(shape_of(x), pad_width)), dtype_of(x))
 
 # --- flip ----------------------------------------------------------------------------------------
 
@@ -149,6 +175,7 @@ def _flip_batch(vals, dims, *, axes):
 
 
 flip_p.batch = _flip_batch
+same_abstract_eval(flip_p)
 
 # --- convert_element_type (astype) -----------------------------------------------------------------
 
@@ -173,6 +200,7 @@ convert_element_type_p.vjp = (
     lambda g, ans, x, *, dtype: (convert_element_type_p.bind(g, dtype=dtype_of(x))
                                  if np.dtype(dtype).kind == "f" else zero),)
 elementwise_batch_rule(convert_element_type_p)
+convert_element_type_p.abstract_eval = lambda x, *, dtype: ShapedArray(shape_of(x), dtype)
 
 # --- split: one array into pieces along an axis (several results) ----------------------------
 
@@ -198,3 +226,11 @@ def _split_batch(vals, dims, *, sizes, axis):
 
 
 split_p.batch = _split_batch
+
+
+def _split_abstract_eval(x, *, sizes, axis):
+    shape = shape_of(x)
+    return [ShapedArray(shape[:axis] + (n,) + shape[axis + 1:], dtype_of(x)) for n in sizes]
+
+
+split_p.abstract_eval = _split_abstract_eval

@@ -1,0 +1,396 @@
+"""Program passes: small functions from a staged :class:`~fgrad.staging.Jaxpr` to a better one.
+
+``fgrad.jit`` runs them in :data:`PIPELINE` order before generating NumPy code; each is also
+usable (and tested) on its own, on programs from ``make_jaxpr``. Every primitive is pure, so
+equations may be merged, evaluated early or dropped freely; what a pass may never change is
+the value (shape, dtype, numbers) of an output.
+
+* :func:`simplify`: algebraic identities that make an equation a no-op (``x * 1``, ``x + 0``,
+  ``x - 0``, ``x / 1``, ``-(-x)``, a transpose of a transpose, a reshape / broadcast_to to the
+  shape ``x`` already has, a reshape of a reshape, ``astype`` to the dtype ``x`` already has).
+  An identity applies only when the result has exactly ``x``'s shape and dtype (``x * 1`` with
+  ``x: i64`` and ``1.0`` is a float, so it stays). One caveat, as in XLA: ``x + 0`` with
+  ``x = -0.0`` gives ``+0.0`` in NumPy, and the simplified program returns ``-0.0``.
+* :func:`cse`: common-subexpression elimination (the same primitive, parameters and operands
+  computed twice, as a backward pass often does with ``1 - tanh(x)^2``-style partials).
+* :func:`fold_constants`: an equation whose operands are all constants is evaluated once, at
+  compile time, and becomes a constant.
+* :func:`~fgrad.staging.dce`: drops equations whose results nothing uses.
+* :func:`plan_buffer_reuse`: not a rewrite but a plan the code generator follows: an
+  elementwise ufunc writes its result (``out=``) into an operand buffer of the same shape and
+  dtype that is dead afterwards. See its docstring for the aliasing rules that keep it safe.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .core import dtype_of, shape_of
+from .staging import Eqn, Jaxpr, Literal, ShapedArray, Var, dce
+
+__all__ = ["simplify", "cse", "fold_constants", "dce", "plan_buffer_reuse", "optimize",
+           "PIPELINE", "is_ufunc_eqn"]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+def _substitute(a, subst):
+    while isinstance(a, Var) and a in subst:
+        a = subst[a]
+    return a
+
+
+def _rebuild(jaxpr, eqns, subst, constvars=None, consts=None):
+    outvars = [_substitute(v, subst) for v in jaxpr.outvars]
+    return Jaxpr(jaxpr.invars, jaxpr.constvars if constvars is None else constvars,
+                 jaxpr.consts if consts is None else consts, eqns, outvars)
+
+
+def _const_values(jaxpr):
+    return dict(zip(jaxpr.constvars, jaxpr.consts))
+
+
+def _value(a, const_of):
+    """The concrete value of an atom (a Literal or a constvar), or ``None``."""
+    if isinstance(a, Literal):
+        return a.val
+    return const_of.get(a)
+
+
+def _aval(a):
+    if isinstance(a, Var):
+        return a.aval
+    return ShapedArray(shape_of(a.val), dtype_of(a.val))
+
+
+def _is_all(value, number):
+    """``value`` is an array (or scalar) every entry of which equals ``number`` (no NaN)."""
+    if value is None or _is_tracer(value):
+        return False
+    try:
+        arr = np.asarray(value)
+    except Exception:   # noqa: BLE001 - anything NumPy cannot read is not a constant we know
+        return False
+    if arr.dtype.kind not in "biufc" or arr.size > 4096:
+        return False
+    with np.errstate(all="ignore"):
+        return bool(np.all(arr == number))
+
+
+def _is_tracer(x):
+    from .core import Tracer
+    return isinstance(x, Tracer)
+
+
+def is_ufunc_eqn(e):
+    """An equation whose impl is a single-output NumPy ufunc (so it accepts ``out=``)."""
+    impl = e.prim.impl
+    return isinstance(impl, np.ufunc) and impl.nout == 1 and not e.prim.multiple_results
+
+
+# --------------------------------------------------------------------------------------------
+# algebraic simplification
+# --------------------------------------------------------------------------------------------
+
+def simplify(jaxpr):
+    """Replace no-op equations by their operand and fuse chains of shape ops (see module doc)."""
+    const_of = _const_values(jaxpr)
+    producer = {}          # Var -> the (rewritten) equation that makes it
+    subst = {}
+    eqns = []
+    for e in jaxpr.eqns:
+        e = _fuse_with_producer(e.replace(inputs=[_substitute(a, subst) for a in e.inputs]),
+                                producer)
+        same = _identity_operand(e, const_of)
+        if same is not None:
+            subst[e.outs[0]] = same
+            continue
+        for o in e.outs:
+            producer[o] = e
+        eqns.append(e)
+    return _rebuild(jaxpr, eqns, subst)
+
+
+def _same_aval(x, out):
+    return (isinstance(x, Var) and not x.aval.weak_type and x.aval.shape == out.aval.shape
+            and x.aval.dtype == out.aval.dtype)
+
+
+def _identity_operand(e, const_of):
+    """The operand ``e`` returns unchanged, or ``None``."""
+    name, ins = e.prim.name, e.inputs
+    if e.prim.multiple_results:
+        return None
+    out = e.outs[0]
+    if name in ("mul", "add") and len(ins) == 2:
+        unit = 1 if name == "mul" else 0
+        for k in (0, 1):
+            x, c = ins[k], ins[1 - k]
+            if _is_all(_value(c, const_of), unit) and _same_aval(x, out):
+                return x
+    if name in ("sub", "div") and len(ins) == 2:
+        unit = 0 if name == "sub" else 1
+        if _is_all(_value(ins[1], const_of), unit) and _same_aval(ins[0], out):
+            return ins[0]
+    if name in ("reshape", "broadcast_to") and _same_aval(ins[0], out):
+        return ins[0]
+    if name == "transpose" and tuple(e.params["perm"]) == tuple(range(len(e.params["perm"]))) \
+            and _same_aval(ins[0], out):
+        return ins[0]
+    if name == "convert_element_type" and _same_aval(ins[0], out):
+        return ins[0]
+    return None
+
+
+def _fuse_with_producer(e, producer):
+    """``neg(neg(x))``, ``transpose(transpose(x))``, ``reshape(reshape(x))``: one step or none."""
+    name = e.prim.name
+    if name not in ("neg", "transpose", "reshape") or not isinstance(e.inputs[0], Var):
+        return e
+    prev = producer.get(e.inputs[0])
+    if prev is None or prev.prim is not e.prim:
+        return e
+    x = prev.inputs[0]
+    if name == "reshape":
+        return e.replace(inputs=[x])           # the last reshape decides the shape
+    if name == "transpose":
+        p1, p2 = prev.params["perm"], e.params["perm"]
+        return e.replace(inputs=[x], params={"perm": tuple(p1[i] for i in p2)})
+    return e   # neg(neg(x)) is x itself: _double_negations substitutes it
+
+
+def _double_negations(jaxpr):
+    producer = {}
+    subst = {}
+    eqns = []
+    for e in jaxpr.eqns:
+        e = e.replace(inputs=[_substitute(a, subst) for a in e.inputs])
+        if e.prim.name == "neg" and isinstance(e.inputs[0], Var):
+            prev = producer.get(e.inputs[0])
+            if prev is not None and prev.prim is e.prim and _same_aval(prev.inputs[0], e.outs[0]):
+                subst[e.outs[0]] = prev.inputs[0]
+                continue
+        for o in e.outs:
+            producer[o] = e
+        eqns.append(e)
+    return _rebuild(jaxpr, eqns, subst)
+
+
+def _simplify_all(jaxpr):
+    return _double_negations(simplify(jaxpr))
+
+
+# --------------------------------------------------------------------------------------------
+# common-subexpression elimination
+# --------------------------------------------------------------------------------------------
+
+def _freeze(v):
+    """A hashable stand-in for a parameter value, or raise TypeError."""
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__,) + tuple(_freeze(x) for x in v)
+    if isinstance(v, slice):
+        return ("slice", _freeze(v.start), _freeze(v.stop), _freeze(v.step))
+    if isinstance(v, dict):
+        return ("dict",) + tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, np.ndarray):
+        raise TypeError("arrays in parameters are not compared")
+    hash(v)
+    return (type(v), v)
+
+
+def _atom_key(a):
+    if isinstance(a, Var):
+        return a
+    val = a.val
+    if isinstance(val, (np.ndarray, np.generic)):
+        return ("lit", val.dtype, val.item())
+    return ("lit", type(val), val)
+
+
+def _eqn_key(e):
+    try:
+        return (e.prim, tuple(_atom_key(a) for a in e.inputs),
+                tuple(sorted((k, _freeze(v)) for k, v in e.params.items())))
+    except TypeError:
+        return None
+
+
+def cse(jaxpr):
+    """Compute each (primitive, parameters, operands) once; later copies reuse the first result."""
+    subst = {}
+    seen = {}
+    eqns = []
+    for e in jaxpr.eqns:
+        e = e.replace(inputs=[_substitute(a, subst) for a in e.inputs])
+        key = _eqn_key(e)
+        if key is not None:
+            first = seen.get(key)
+            if first is not None:
+                for o, f in zip(e.outs, first):
+                    subst[o] = f
+                continue
+            seen[key] = e.outs
+        eqns.append(e)
+    return _rebuild(jaxpr, eqns, subst)
+
+
+# --------------------------------------------------------------------------------------------
+# constant folding
+# --------------------------------------------------------------------------------------------
+
+#: Results larger than this (elements) are not folded: a constant that size costs memory for
+#: as long as the compiled function lives, and reading it is no cheaper than making it.
+FOLD_MAX_SIZE = 1 << 20
+
+
+def fold_constants(jaxpr):
+    """Evaluate equations whose operands are all constants; their results become constants."""
+    const_of = _const_values(jaxpr)
+    constvars, consts = list(jaxpr.constvars), list(jaxpr.consts)
+    eqns = []
+    for e in jaxpr.eqns:
+        values = [_value(a, const_of) if (isinstance(a, Literal) or a in const_of) else None
+                  for a in e.inputs]
+        foldable = (all(isinstance(a, Literal) or a in const_of for a in e.inputs)
+                    and not any(_is_tracer(v) for v in values)
+                    and all(np.prod(o.aval.shape, dtype=np.int64) <= FOLD_MAX_SIZE for o in e.outs))
+        if not foldable:
+            eqns.append(e)
+            continue
+        with np.errstate(all="ignore"):
+            out = e.prim.impl(*values, **e.params)
+        outs = out if e.prim.multiple_results else [out]
+        for v, val in zip(e.outs, outs):
+            const_of[v] = val
+            constvars.append(v)
+            consts.append(val)
+    return Jaxpr(jaxpr.invars, constvars, consts, eqns, jaxpr.outvars)
+
+
+# --------------------------------------------------------------------------------------------
+# buffer reuse
+# --------------------------------------------------------------------------------------------
+
+#: Primitives whose NumPy implementation always returns a new array that nothing else refers
+#: to (ufuncs are recognised separately). Every other primitive may return a view of, or the
+#: very object of, an operand (reshape, transpose, broadcast_to, basic indexing, astype with
+#: copy=False, stop_gradient...), so its result is put in the same alias group as its operands.
+FRESH_RESULTS = frozenset({"dot_general", "select"})
+
+
+class _Groups:
+    """Union-find over variables: values that may share memory end up in one group."""
+
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, v):
+        parent = self.parent
+        root = v
+        while parent.get(root, root) is not root:
+            root = parent[root]
+        while v is not root:
+            v, parent[v] = parent.get(v, v), root
+        return root
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra is not rb:
+            self.parent[ra] = rb
+        return rb
+
+
+def plan_buffer_reuse(jaxpr, donated=()):
+    """``{equation index: operand position}``: where an elementwise ufunc may write its result.
+
+    Equation ``i`` may write into operand ``b`` (``np.add(b, c, out=b)``) when
+
+    * ``i`` is a single-output NumPy ufunc and its result is an array (ndim >= 1) with exactly
+      ``b``'s shape and dtype (so ``out=`` changes neither the values nor the dtype);
+    * ``b``'s memory belongs to the program: ``b`` was made by a ufunc, ``dot_general`` or
+      ``select`` of this program (always a new array), or is an input listed in ``donated``.
+      Never a constant and never a non-donated input;
+    * no value that may alias ``b`` is read after ``i`` or returned. Aliasing is tracked
+      conservatively: the result of any primitive not known to allocate (reshape, transpose,
+      slices, broadcast_to, astype...) joins the alias group of all its operands, so ``b`` is
+      dead only when its whole group is.
+
+    Overlap between ``b`` and another operand of ``i`` (``b + b.T``) is safe: NumPy ufuncs
+    detect overlapping operands and buffer them.
+    """
+    donated = set(donated)
+    groups = _Groups()
+    eqns = jaxpr.eqns
+    fresh = set()
+    for e in eqns:
+        if is_ufunc_eqn(e) or e.prim.name in FRESH_RESULTS:
+            fresh.update(e.outs)
+            continue
+        for o in e.outs:
+            for a in e.inputs:
+                if isinstance(a, Var):
+                    groups.union(o, a)
+    last_use = {}
+    for i, e in enumerate(eqns):
+        for a in e.inputs:
+            if isinstance(a, Var):
+                last_use[a] = i
+    protected = set(jaxpr.constvars) | {v for v in jaxpr.invars if v not in donated}
+    returned = {v for v in jaxpr.outvars if isinstance(v, Var)}
+
+    # per group: the last equation reading any member, and whether it must survive
+    group_last, group_kept = {}, {}
+    for v in {*last_use, *protected, *returned, *fresh, *donated}:
+        r = groups.find(v)
+        group_last[r] = max(group_last.get(r, -1), last_use.get(v, -1))
+        group_kept[r] = group_kept.get(r, False) or v in protected or v in returned
+
+    owned = fresh | donated
+    plan = {}
+    for i, e in enumerate(eqns):
+        if not is_ufunc_eqn(e):
+            continue
+        out = e.outs[0]
+        if not out.aval.shape:
+            continue
+        for k, b in enumerate(e.inputs):
+            if not (isinstance(b, Var) and b in owned) or b.aval.weak_type:
+                continue
+            if b.aval.shape != out.aval.shape or b.aval.dtype != out.aval.dtype:
+                continue
+            r = groups.find(b)
+            if group_kept.get(r, False) or group_last.get(r, -1) != i:
+                continue
+            plan[i] = k
+            # the result *is* b's memory from now on: one group, with the result's future
+            ro = groups.find(out)
+            last, kept = group_last.get(ro, -1), group_kept.get(ro, False)
+            merged = groups.union(r, ro)
+            group_last[merged], group_kept[merged] = last, kept
+            break
+    return plan
+
+
+# --------------------------------------------------------------------------------------------
+# the pipeline jit runs
+# --------------------------------------------------------------------------------------------
+
+PIPELINE = (("simplify", _simplify_all), ("cse", cse), ("fold_constants", fold_constants),
+            ("dce", dce))
+
+
+def optimize(jaxpr, passes=PIPELINE, rounds=2):
+    """Run ``passes`` (twice: folding and CSE expose more no-ops); ``(jaxpr, stats)``.
+
+    ``stats`` lists ``(pass name, equations after it)``, starting with ``("staged", n)``.
+    """
+    stats = [("staged", len(jaxpr.eqns))]
+    for _ in range(rounds):
+        before = len(jaxpr.eqns)
+        for name, run in passes:
+            jaxpr = run(jaxpr)
+            stats.append((name, len(jaxpr.eqns)))
+        if len(jaxpr.eqns) == before and _ > 0:
+            break
+    return jaxpr, stats
