@@ -55,6 +55,16 @@ cache)`` run the new tokens only, attending to the cached keys and values; see
 >>> g = fgrad.grad(lambda p: fnn.models.lm_loss(model.apply(p, ids), ids))(params)
 >>> g["transformer"]["wte"]["weight"].shape
 (50, 8)
+
+Decoding with the cache: the prompt once, then one token per step.
+
+>>> cache = model.init_cache(1)
+>>> logits, cache = model.apply_cached(params, ids, cache)             # the prompt: (1, 4, 50)
+>>> token = logits[:, -1].argmax(-1)[:, None]
+>>> step, cache = model.apply_cached(params, token, cache)             # one token: (1, 1, 50)
+>>> full = model.apply(params, np.concatenate([ids, token], axis=1))
+>>> bool(np.allclose(step[:, -1], full[:, -1], atol=1e-5)), cache.length
+(True, 5)
 """
 from __future__ import annotations
 
@@ -295,14 +305,11 @@ def _causal_bias(q_len, k_len, dtype):
 
 
 @functools.lru_cache(maxsize=64)
-def _causal_allowed_cached(q_len, k_len):
+def _causal_allowed(q_len, k_len):
+    """``(q_len, k_len)`` booleans: True where query ``i`` may see key ``j``. Cached, read-only."""
     allowed = np.tril(np.ones((q_len, k_len), dtype=bool), k=k_len - q_len)
     allowed.flags.writeable = False
     return allowed
-
-
-def _causal_allowed(q_len, k_len):
-    return _causal_allowed_cached(q_len, k_len)
 
 
 def _known(x):
@@ -430,9 +437,8 @@ class _GPT(Module):
         self.check_params(params)
         ids, attention_mask, position_ids, unbatched = self._check_inputs(
             ids, attention_mask, position_ids, past=0)
-        batch, length = shape_of(ids)
-        key_valid = None if attention_mask is None else attention_mask
-        mask = self._mask(key_valid, length, length, self._compute_dtype(params))
+        length = shape_of(ids)[1]
+        mask = self._mask(attention_mask, length, length, self._compute_dtype(params))
         logits, _ = self._forward(params, ids, position_ids, mask, None, key, train)
         return logits[0] if unbatched else logits
 
@@ -469,19 +475,21 @@ class _GPT(Module):
         if shape_of(cache.mask)[0] != batch:
             raise ValueError(f"{self.describe()}.apply_cached: the cache holds {shape_of(cache.mask)[0]} "
                              f"rows, ids {batch}")
-        new_valid = (np.ones((batch, length), bool) if attention_mask is None else attention_mask)
-        if position_ids is None:
+        new_valid = np.ones((batch, length), bool) if attention_mask is None else attention_mask
+        if position_ids is None:          # HF generate: cumsum(mask) - 1 from the last position
             counts = fnp.cumsum(fnp.astype(new_valid, np.int64), axis=1)
-            position_ids = fnp.where(new_valid, fnp.expand_dims(cache.next_position, 1) + counts - 1, 0)
-        key_valid = fnp.concatenate([cache.mask, new_valid], axis=1)
-        all_valid = _known(key_valid)
-        if all_valid is not None and all_valid.all():
-            key_valid = None
-        mask = self._mask(key_valid, length, past + length, self._compute_dtype(params))
+            position_ids = fnp.where(new_valid,
+                                     fnp.expand_dims(cache.next_position, 1) + counts - 1, 0)
+        key_valid = fnp.concatenate([cache.mask, new_valid], axis=1)          # (B, S)
+        known = _known(key_valid)
+        padded = known is None or not known.all()
+        mask = self._mask(key_valid if padded else None, length, past + length,
+                          self._compute_dtype(params))
         logits, (keys, values) = self._forward(params, ids, position_ids, mask, cache, None, False)
-        cache = KVCache(keys, values, fnp.concatenate([cache.mask, new_valid], axis=1),
-                        fnp.astype(position_ids[:, -1], np.int64) + 1)
-        return logits, cache
+        next_position = fnp.astype(position_ids[:, -1], np.int64) + 1
+        if shape_of(next_position) != (batch,):                             # (1, T) positions
+            next_position = fnp.broadcast_to(next_position, (batch,))
+        return logits, KVCache(keys, values, key_valid, next_position)
 
     def _compute_dtype(self, params):
         return np.dtype(dtype_of(params["transformer"][self.token_embedding]["weight"]))
@@ -562,7 +570,7 @@ class _GPT(Module):
         body = params["transformer"]
         wte = body[self.token_embedding]["weight"]
         wpe = body[self.position_embedding]["weight"]
-        drop = _Dropout(cfg, key, train)
+        drop = _Dropout(cfg, key, train, self.describe())
         x = fnp.take(wte, ids, axis=0)                                        # (B, T, C)
         if position_ids is None:
             x = x + wpe[:length]
@@ -695,11 +703,12 @@ class _Dropout:
     Keys are drawn in a fixed order (``fold_in(key, i)`` for the ``i``-th call), so the same
     ``key`` gives the same masks."""
 
-    def __init__(self, config, key, train):
+    def __init__(self, config, key, train, name):
         self.active = train and max(config.embd_pdrop, config.attn_pdrop, config.resid_pdrop) > 0
         if self.active and key is None:
-            raise ValueError("GPT.apply: train=True with dropout needs key=<a fgrad.random key> "
-                             "(or set the config's *_pdrop to 0)")
+            raise ValueError(f"{name}.apply: train=True with dropout needs key=<a fgrad.random "
+                             f"key> (or set the config's embd_pdrop, attn_pdrop and resid_pdrop "
+                             f"to 0)")
         self.key = key
         self.count = 0
 
