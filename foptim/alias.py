@@ -27,9 +27,13 @@ Where the two libraries differ by default (each docstring says how):
 """
 from __future__ import annotations
 
+import numpy as np
+
+from fgrad.core import Tracer
+
 from . import transforms as tx
 from .base import GradientTransformation, identity
-from .combine import chain
+from .combine import named_chain
 
 __all__ = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "lion"]
 
@@ -45,8 +49,14 @@ def sgd(learning_rate, momentum=None, nesterov: bool = False, dampening: float =
     This is ``torch.optim.SGD(lr, momentum, dampening, weight_decay, nesterov)`` exactly
     (``momentum=None`` here is torch's ``momentum=0``). optax's ``sgd`` has no weight decay
     or dampening; with both zero the two agree. ``learning_rate`` may be a schedule.
+    As torch, ``nesterov=True`` needs a positive ``momentum`` and no dampening, and the
+    learning rate, momentum and weight decay must be non-negative.
     """
-    return chain(
+    if nesterov and (momentum is None or (not callable(momentum) and np.ndim(momentum) == 0
+                                          and not isinstance(momentum, Tracer) and momentum <= 0)):
+        raise ValueError(f"foptim.sgd: nesterov=True needs a positive momentum (as torch), got "
+                         f"momentum={momentum!r}")
+    return named_chain("sgd",
         tx.add_decayed_weights(weight_decay),
         tx.trace(decay=momentum, nesterov=nesterov, dampening=dampening)
         if momentum is not None else identity(),
@@ -64,7 +74,7 @@ def adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     ``weight_decay`` (L2, added to the gradient before the moments) use
     ``chain(add_decayed_weights(wd), scale_by_adam(...), scale_by_learning_rate(lr))``.
     """
-    return chain(
+    return named_chain("adam",
         tx.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, amsgrad=amsgrad),
         tx.scale_by_learning_rate(learning_rate),
     )
@@ -83,7 +93,7 @@ def adamw(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     function of the params, see :func:`foptim.masked`) limits the decay, typically to
     exclude biases and normalisation scales.
     """
-    return chain(
+    return named_chain("adamw",
         tx.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, amsgrad=amsgrad),
         tx.add_decayed_weights(weight_decay, mask),
         tx.scale_by_learning_rate(learning_rate),
@@ -106,7 +116,7 @@ def rmsprop(learning_rate, decay: float = 0.9, eps: float = 1e-8, initial_scale:
     optax; with a constant learning rate that equals torch's ``p <- p - lr b``.
     """
     preconditioner = tx.scale_by_stddev if centered else tx.scale_by_rms
-    return chain(
+    return named_chain("rmsprop",
         preconditioner(decay=decay, eps=eps, initial_scale=initial_scale, eps_in_sqrt=eps_in_sqrt),
         tx.scale_by_learning_rate(learning_rate),
         tx.trace(decay=momentum, nesterov=nesterov) if momentum is not None else identity(),
@@ -122,7 +132,7 @@ def adagrad(learning_rate, initial_accumulator_value: float = 0.1,
     ``eps=0`` and the same positive ``initial_accumulator_value`` (and torch's
     ``lr_decay=0``) the two are identical.
     """
-    return chain(
+    return named_chain("adagrad",
         tx.scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=eps),
         tx.scale_by_learning_rate(learning_rate),
     )
@@ -136,7 +146,7 @@ def lion(learning_rate, b1: float = 0.9, b2: float = 0.99, weight_decay: float =
 
     torch.optim has no Lion; this follows the paper's Algorithm 2 and optax.
     """
-    return chain(
+    return named_chain("lion",
         tx.scale_by_lion(b1=b1, b2=b2),
         tx.add_decayed_weights(weight_decay, mask),
         tx.scale_by_learning_rate(learning_rate),

@@ -28,13 +28,15 @@ Every other module builds on this one: ``transforms.py`` holds the small transfo
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
 from fgrad import numpy as fnp
 from fgrad import tree
-from fgrad.core import dtype_of
+from fgrad.core import Tracer, dtype_of, shape_of
 
-__all__ = ["GradientTransformation", "EmptyState", "identity", "apply_updates"]
+__all__ = ["GradientTransformation", "EmptyState", "identity", "apply_updates", "check_like",
+           "check_hyperparameter"]
 
 
 class GradientTransformation(NamedTuple):
@@ -71,9 +73,82 @@ def apply_updates(params, updates):
     """``params + updates`` leaf by leaf, each result in its parameter's dtype.
 
     The cast keeps float32 parameters float32 when an update was computed in float64 (for
-    example with a float64 learning rate), as optax does. Example::
+    example with a float64 learning rate), as optax does. ``updates`` must have the structure
+    and the shapes of ``params`` (an update is never broadcast into a parameter: a ``(3, 1)``
+    update would turn a ``(3,)`` parameter into ``(3, 3)``); a ``ValueError`` names the first
+    leaf, by path, that differs. Example::
 
         updates, state = tx.update(grads, state, params)
         params = foptim.apply_updates(params, updates)
     """
+    check_like("foptim.apply_updates", "updates", updates, "params", params, dtypes=False)
     return tree.map(lambda p, u: fnp.astype(p + u, dtype_of(p)), params, updates)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks shared by the transformations
+# --------------------------------------------------------------------------------------------
+
+def _path(path):
+    return "".join(f"[{k!r}]" for k in path) or "the top level"
+
+
+def check_like(where, what, value, like_what, like, *, dtypes=True, note=""):
+    """Raise ``ValueError`` unless the pytree ``value`` has the structure and leaf shapes (and,
+    with ``dtypes``, the kinds of dtype) of ``like``, naming the first leaf that differs by its
+    path. Float precisions may differ (``apply_updates`` casts each update to its parameter's
+    dtype, as optax does); a complex or integer gradient for a float parameter may not.
+
+    This is what keeps an optimizer from broadcasting: a ``(3, 1)`` gradient for a ``(3,)``
+    parameter, or a gradient tree with a leaf missing, is an error rather than a silently
+    reshaped parameter or optree's generic structure message.
+    """
+    note = f" ({note})" if note else ""
+    paths, leaves, treedef = tree.flatten_with_path(value)
+    like_paths, like_leaves, like_treedef = tree.flatten_with_path(like)
+    if treedef != like_treedef:
+        missing = [p for p in like_paths if p not in set(paths)]
+        extra = [p for p in paths if p not in set(like_paths)]
+        detail = "; ".join(s for s in (
+            f"missing from {what}: {', '.join(_path(p) for p in missing[:5])}" if missing else "",
+            f"in {what} but not in {like_what}: {', '.join(_path(p) for p in extra[:5])}"
+            if extra else "") if s) or f"{what} is {treedef}, {like_what} is {like_treedef}"
+        raise ValueError(f"{where}: {what} must have the tree structure of {like_what}: "
+                         f"{detail}{note}")
+    for path, x, y in zip(paths, leaves, like_leaves):
+        if shape_of(x) != shape_of(y):
+            raise ValueError(f"{where}: {what}{_path(path) if path else ''} has shape "
+                             f"{shape_of(x)} but {like_what}{_path(path) if path else ''} has "
+                             f"shape {shape_of(y)}; they must match exactly (nothing is "
+                             f"broadcast){note}")
+        if dtypes and dtype_of(x).kind != dtype_of(y).kind:
+            raise ValueError(f"{where}: {what}{_path(path) if path else ''} has dtype "
+                             f"{dtype_of(x).name} but {like_what}{_path(path) if path else ''} "
+                             f"has dtype {dtype_of(y).name}; a gradient has its parameter's "
+                             f"kind of dtype (real float for a float parameter)")
+
+
+def check_hyperparameter(where, name, value, *, low=None, high=None, low_open=False,
+                         high_open=False, why=""):
+    """Raise ``ValueError`` when a concrete number lies outside ``[low, high]`` (an open end
+    with ``low_open``/``high_open``) or is NaN. Schedules, traced values (a learning rate being
+    differentiated) and ``None`` are not checked."""
+    if value is None or callable(value) or isinstance(value, Tracer):
+        return
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return
+    bad = math.isnan(v)
+    if low is not None:
+        bad = bad or v < low or (low_open and v == low)
+    if high is not None:
+        bad = bad or v > high or (high_open and v == high)
+    if bad:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
+        hi = "" if high is None else f"{high}" + (")" if high_open else "]")
+        interval = (f"in {lo}, {hi}" if low is not None and high is not None
+                    else f"{'>' if low_open else '>='} {low}" if low is not None
+                    else f"{'<' if high_open else '<='} {high}")
+        raise ValueError(f"{where}: {name} must be {interval}, got {value!r}"
+                         + (f" ({why})" if why else ""))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import numpy as np
+
 from fgrad import numpy as fnp
 
 __all__ = ["constant_schedule", "polynomial_schedule", "linear_schedule", "cosine_decay_schedule",
@@ -97,6 +99,9 @@ def warmup_cosine_decay_schedule(init_value, peak_value, warmup_steps, decay_ste
         value = cosine_decay_schedule(peak_value, decay_steps - warmup_steps,
                                       alpha=end_value / peak_value)(count - warmup_steps)
     """
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_cosine_decay_schedule: warmup_steps must be non-negative, got "
+                         f"{warmup_steps}")
     if decay_steps <= warmup_steps:
         raise ValueError(f"warmup_cosine_decay_schedule: decay_steps ({decay_steps}) counts the "
                          f"warm-up too, so it must exceed warmup_steps ({warmup_steps})")
@@ -119,9 +124,13 @@ def exponential_decay(init_value, transition_steps, decay_rate, transition_begin
     ``decay_rate > 1``). ``torch.optim.lr_scheduler.ExponentialLR(gamma)`` is
     ``exponential_decay(lr, 1, gamma)``; ``StepLR(step_size, gamma)`` is
     ``exponential_decay(lr, step_size, gamma, staircase=True)``, also spelled
-    :func:`step_decay_schedule`.
+    :func:`step_decay_schedule`. ``decay_rate`` must be positive: a fractional power of a
+    negative rate is complex, and of zero infinite before the first transition.
     """
     _positive_steps("exponential_decay", "transition_steps", transition_steps)
+    if not callable(decay_rate) and not decay_rate > 0:
+        raise ValueError(f"exponential_decay: decay_rate must be positive (the factor applied "
+                         f"every transition_steps), got {decay_rate!r}")
 
     def schedule(count):
         elapsed = count - transition_begin
@@ -152,9 +161,13 @@ def piecewise_constant_schedule(init_value, boundaries_and_scales=None) -> Calla
     ``boundary: scale`` pair of ``boundaries_and_scales``.
 
     ``torch.optim.lr_scheduler.MultiStepLR(milestones, gamma)`` is
-    ``piecewise_constant_schedule(lr, {m: gamma for m in milestones})``.
+    ``piecewise_constant_schedule(lr, {m: gamma for m in milestones})``. Boundaries are step
+    counts (ints); their order in the dict does not matter.
     """
     pairs = sorted((boundaries_and_scales or {}).items())
+    if any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) for b, _ in pairs):
+        raise ValueError(f"piecewise_constant_schedule: boundaries must be int step counts, got "
+                         f"{[b for b, _ in pairs]}")
     if any(scale < 0 for _, scale in pairs):
         raise ValueError(f"piecewise_constant_schedule: scales must be non-negative, got "
                          f"{dict(pairs)}")
@@ -171,10 +184,15 @@ def piecewise_constant_schedule(init_value, boundaries_and_scales=None) -> Calla
 def join_schedules(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Callable:
     """Run ``schedules[0]`` until ``boundaries[0]``, then ``schedules[1]`` until ``boundaries[1]``,
     and so on; each later schedule sees the count since its own start (``count - boundary``).
+    ``boundaries`` must be non-decreasing step counts.
     """
+    boundaries = list(boundaries)
     if len(boundaries) != len(schedules) - 1:
         raise ValueError(f"join_schedules: {len(schedules)} schedules need "
                          f"{len(schedules) - 1} boundaries, got {len(boundaries)}")
+    if any(b > a for b, a in zip(boundaries, boundaries[1:])):
+        raise ValueError(f"join_schedules: boundaries must be sorted (each schedule starts where "
+                         f"the previous one ends), got {boundaries}")
 
     def schedule(count):
         value = schedules[0](count)

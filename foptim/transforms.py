@@ -37,7 +37,7 @@ from fgrad import numpy as fnp
 from fgrad import tree
 from fgrad.core import Tracer, dtype_of
 
-from .base import EmptyState, GradientTransformation
+from .base import EmptyState, GradientTransformation, check_hyperparameter, check_like
 
 __all__ = [
     "scale", "scale_by_learning_rate", "scale_by_schedule", "scale_by_adam", "scale_by_rms",
@@ -72,6 +72,22 @@ def _cast_like(scalar, x):
     """``scalar`` in the dtype of ``x``, so that a float64 factor computed from a step count
     does not promote float32 updates to float64 (NumPy scalars are not weakly typed)."""
     return fnp.astype(scalar, dtype_of(x))
+
+
+def _check_grads(name, updates, what, like):
+    """The incoming updates must be shaped like the state this stage keeps per parameter."""
+    check_like(f"foptim.{name}.update", "updates", updates, f"state.{what}", like,
+               dtypes=False, note=f"state.{what} is shaped like the params given to init")
+
+
+def _unit(name, what, value, *, high_open=False, why=""):
+    """A decay rate or moment coefficient: a number in [0, 1] (or [0, 1))."""
+    check_hyperparameter(f"foptim.{name}", what, value, low=0.0, high=1.0, high_open=high_open,
+                         why=why)
+
+
+def _non_negative(name, what, value, why=""):
+    check_hyperparameter(f"foptim.{name}", what, value, low=0.0, why=why)
 
 
 def _is_static_zero(x):
@@ -120,6 +136,8 @@ def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> Gradient
     ``foptim.cosine_decay_schedule(0.1, 1000)``; its count is kept in this stage's state.
     ``flip_sign=False`` gives ``+learning_rate * g`` (ascent).
     """
+    _non_negative("scale_by_learning_rate", "learning_rate", learning_rate,
+                  "a negative rate ascends; use flip_sign=False for ascent")
     sign = -1 if flip_sign else 1
     if callable(learning_rate):
         return scale_by_schedule(lambda count: sign * learning_rate(count))
@@ -155,7 +173,15 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     ``vmax_t = max(vmax_{t-1}, v_t)``, ``u = m_hat / (sqrt(vmax_t / (1 - b2^t) + eps_root) + eps)``.
     This is torch's convention (the maximum of the raw ``v``, bias-corrected afterwards);
     ``optax.scale_by_amsgrad`` instead keeps the maximum of the already corrected ``v_hat``.
+
+    ``b1`` and ``b2`` must be in [0, 1) (at 1 the bias correction divides by zero), ``eps`` and
+    ``eps_root`` non-negative, as ``torch.optim.Adam`` checks.
     """
+    for what, value in (("b1", b1), ("b2", b2)):
+        _unit("scale_by_adam", what, value, high_open=True,
+              why="at 1 the bias correction 1 - b^t is 0 and the update NaN")
+    _non_negative("scale_by_adam", "eps", eps)
+    _non_negative("scale_by_adam", "eps_root", eps_root)
 
     def init(params):
         return ScaleByAdamState(count=_zero_count(), mu=_zeros_like(params),
@@ -163,6 +189,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
                                 nu_max=_zeros_like(params) if amsgrad else None)
 
     def update(updates, state, params=None):
+        _check_grads("scale_by_adam", updates, "mu", state.mu)
         count = state.count + 1
         mu = _ema(updates, state.mu, b1)
         nu = _ema(tree.map(lambda g: g * g, updates), state.nu, b2)
@@ -188,12 +215,17 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0
         u   = g / (sqrt(v_t) + eps)        (eps_in_sqrt=False, torch's RMSprop)
 
     ``torch.optim.RMSprop(alpha=decay, eps=eps)`` is ``eps_in_sqrt=False, initial_scale=0``.
+    ``decay`` must be in [0, 1]; ``eps`` and ``initial_scale`` non-negative.
     """
+    _unit("scale_by_rms", "decay", decay)
+    _non_negative("scale_by_rms", "eps", eps)
+    _non_negative("scale_by_rms", "initial_scale", initial_scale, "it is a mean of squares")
 
     def init(params):
         return ScaleByRmsState(nu=tree.map(lambda p: fnp.full_like(p, initial_scale), params))
 
     def update(updates, state, params=None):
+        _check_grads("scale_by_rms", updates, "nu", state.nu)
         nu = _ema(tree.map(lambda g: g * g, updates), state.nu, decay)
         updates = tree.map(lambda g, v: g / _root(v, eps, eps_in_sqrt), updates, nu)
         return updates, ScaleByRmsState(nu=nu)
@@ -219,13 +251,18 @@ def scale_by_stddev(decay: float = 0.9, eps: float = 1e-8, initial_scale: float 
         u   = g / sqrt(v_t - m_t^2 + eps)      (or g / (sqrt(v_t - m_t^2) + eps))
 
     ``torch.optim.RMSprop(centered=True)`` is ``eps_in_sqrt=False, initial_scale=0``.
+    ``decay`` must be in [0, 1]; ``eps`` and ``initial_scale`` non-negative.
     """
+    _unit("scale_by_stddev", "decay", decay)
+    _non_negative("scale_by_stddev", "eps", eps)
+    _non_negative("scale_by_stddev", "initial_scale", initial_scale, "it is a mean of squares")
 
     def init(params):
         return ScaleByRStdDevState(mu=_zeros_like(params),
                                    nu=tree.map(lambda p: fnp.full_like(p, initial_scale), params))
 
     def update(updates, state, params=None):
+        _check_grads("scale_by_stddev", updates, "mu", state.mu)
         mu = _ema(updates, state.mu, decay)
         nu = _ema(tree.map(lambda g: g * g, updates), state.nu, decay)
         updates = tree.map(lambda g, m, v: g / _root(v - m * m, eps, eps_in_sqrt), updates, mu, nu)
@@ -247,14 +284,19 @@ def scale_by_rss(initial_accumulator_value: float = 0.1,
 
     torch's Adagrad puts ``eps`` outside the root (``g / (sqrt(s_t) + eps)``) and starts from
     ``initial_accumulator_value=0``, ``eps=1e-10``; with ``eps=0`` and one positive
-    ``initial_accumulator_value`` in both, the two are the same optimizer.
+    ``initial_accumulator_value`` in both, the two are the same optimizer. Both must be
+    non-negative (as torch checks).
     """
+    _non_negative("scale_by_rss", "initial_accumulator_value", initial_accumulator_value,
+                  "it is a sum of squares")
+    _non_negative("scale_by_rss", "eps", eps)
 
     def init(params):
         return ScaleByRssState(
             sum_of_squares=tree.map(lambda p: fnp.full_like(p, initial_accumulator_value), params))
 
     def update(updates, state, params=None):
+        _check_grads("scale_by_rss", updates, "sum_of_squares", state.sum_of_squares)
         sum_of_squares = tree.map(lambda g, s: s + g * g, updates, state.sum_of_squares)
 
         def precondition(g, s):
@@ -280,13 +322,16 @@ def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> GradientTransformation:
         m_t = b2 m_{t-1} + (1 - b2) g           (the memory decays with rate b2)
 
     Every coordinate moves by exactly the learning rate, so Lion wants a learning rate 3-10x
-    smaller than Adam's and a correspondingly larger weight decay.
+    smaller than Adam's and a correspondingly larger weight decay. ``b1``, ``b2`` in [0, 1].
     """
+    _unit("scale_by_lion", "b1", b1)
+    _unit("scale_by_lion", "b2", b2)
 
     def init(params):
         return ScaleByLionState(mu=_zeros_like(params))
 
     def update(updates, state, params=None):
+        _check_grads("scale_by_lion", updates, "mu", state.mu)
         direction = tree.map(lambda g, m: fnp.sign(b1 * m + (1 - b1) * g), updates, state.mu)
         mu = _ema(updates, state.mu, b2)
         return direction, ScaleByLionState(mu=mu)
@@ -312,12 +357,20 @@ def trace(decay: float, nesterov: bool = False, dampening: float = 0.0) -> Gradi
 
     The first buffer is the gradient itself, not dampened, as in torch. With
     ``dampening=0`` (the default) this is exactly ``optax.trace``, whose buffer starts at zero.
+    ``decay`` must be non-negative and ``dampening`` in [0, 1]; Nesterov momentum needs
+    ``dampening=0`` (torch raises the same errors).
     """
+    _non_negative("trace", "decay (momentum)", decay, "a negative momentum oscillates")
+    _unit("trace", "dampening", dampening)
+    if nesterov and not isinstance(dampening, Tracer) and np.any(np.asarray(dampening) != 0):
+        raise ValueError(f"foptim.trace: Nesterov momentum needs dampening=0 (as torch), got "
+                         f"dampening={dampening!r}")
 
     def init(params):
         return TraceState(count=_zero_count(), trace=_zeros_like(params))
 
     def update(updates, state, params=None):
+        _check_grads("trace", updates, "trace", state.trace)
         # 1 at the first step, (1 - dampening) afterwards; the old buffer is zero at step one.
         grad_weight = 1 - dampening * (state.count > 0)
         buffer = tree.map(lambda g, b: decay * b + _cast_like(grad_weight, g) * g,
@@ -346,6 +399,8 @@ def add_decayed_weights(weight_decay: float = 0.0, mask=None) -> GradientTransfo
     params returning one) limits the decay to the ``True`` leaves: see :func:`masked`. The
     parameters must be passed to ``update``.
     """
+    _non_negative("add_decayed_weights", "weight_decay", weight_decay,
+                  "a negative decay pushes the parameters away from zero")
     if mask is not None:
         return masked(add_decayed_weights(weight_decay), mask)
 
@@ -358,6 +413,8 @@ def add_decayed_weights(weight_decay: float = 0.0, mask=None) -> GradientTransfo
         if params is None:
             raise ValueError("add_decayed_weights: update(grads, state, params) needs the params "
                              "to decay them; pass params=... to the optimizer's update")
+        check_like("foptim.add_decayed_weights.update", "updates", updates, "params", params,
+                   dtypes=False)
         return tree.map(lambda g, p: g + weight_decay * p, updates, params), state
 
     return GradientTransformation(init, update)
@@ -379,7 +436,9 @@ def global_norm(updates):
 
 
 def clip(max_delta: float) -> GradientTransformation:
-    """Clip every element to ``[-max_delta, max_delta]`` (``torch.nn.utils.clip_grad_value_``)."""
+    """Clip every element to ``[-max_delta, max_delta]`` (``torch.nn.utils.clip_grad_value_``);
+    ``max_delta`` must be non-negative."""
+    _non_negative("clip", "max_delta", max_delta, "a negative bound flips every update")
 
     def init(params):
         return EmptyState()
@@ -398,8 +457,11 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
 
     ``torch.nn.utils.clip_grad_norm_`` divides by ``||g|| + 1e-6`` instead (and always
     multiplies, by ``min(1, max_norm / (||g|| + 1e-6))``), so its clipped norm is a little
-    below ``max_norm``; optax's formula, used here, lands on it exactly.
+    below ``max_norm``; optax's formula, used here, lands on it exactly. ``max_norm`` must be
+    non-negative: a negative one would flip the clipped updates into ascent.
     """
+    _non_negative("clip_by_global_norm", "max_norm", max_norm,
+                  "a negative norm flips the clipped updates into ascent")
 
     def init(params):
         return EmptyState()
@@ -479,6 +541,12 @@ def multi_steps(inner: GradientTransformation, every_k_schedule,
     Both outcomes are computed at every call and one is chosen with ``fnp.where``: the
     choice depends on a count in the state, which may be a traced (``vmap``-ed) value.
     """
+    if not callable(every_k_schedule):
+        if isinstance(every_k_schedule, bool) or not isinstance(every_k_schedule, (int, np.integer)) \
+                or every_k_schedule < 1:
+            raise ValueError(f"foptim.multi_steps: every_k_schedule must be a positive int (the "
+                             f"number of gradients per step) or a schedule, got "
+                             f"{every_k_schedule!r}")
     k_of = every_k_schedule if callable(every_k_schedule) else (lambda step: every_k_schedule)
 
     def init(params):
@@ -486,10 +554,11 @@ def multi_steps(inner: GradientTransformation, every_k_schedule,
                                inner_state=inner.init(params), acc_grads=_zeros_like(params))
 
     def update(updates, state, params=None):
+        _check_grads("multi_steps", updates, "acc_grads", state.acc_grads)
         n = state.mini_step
         if use_grad_mean:
             # The running mean after n + 1 gradients: a + (g - a) / (n + 1).
-            acc = tree.map(lambda g, a: a + (g - a) / (n + 1), updates, state.acc_grads)
+            acc = tree.map(lambda g, a: a + (g - a) / _cast_like(n + 1, g), updates, state.acc_grads)
         else:
             acc = tree.map(lambda g, a: a + g, updates, state.acc_grads)
         inner_updates, inner_state = inner.update(acc, state.inner_state, params)
