@@ -254,8 +254,8 @@ class Jitted:
                 sig.append((x.shape, x.dtype))
             elif isinstance(x, (bool, int, float, complex)):
                 sig.append(type(x))
-            elif isinstance(x, np.generic):
-                sig.append(("scalar", x.dtype))
+            elif isinstance(x, np.generic):   # same as a 0-d array (NumPy returns either)
+                sig.append(((), x.dtype))
             elif isinstance(x, Tracer):
                 raise UnexpectedTracerError(
                     f"jit({self._name}): argument leaf #{i} is a {type(x).__name__} from a "
