@@ -9,13 +9,16 @@ Printed:
 
 * tokens/s at context 256: one decoding step when 255 tokens came before, with and without
   the cache, and the end-to-end ``generate`` rate from a 128-token prompt to 256 tokens;
-* the time of one step at several positions. With the cache a step costs a constant (the
-  projections and the 50,257-way head for one token) plus a part linear in the position (the
-  attention over, and the copy of, the cached keys and values): the "ms per +100 positions"
-  column stays flat. Without the cache a step is a full forward over all positions, which grows
-  faster than linearly (its attention is quadratic in the position).
+* the time of one step at several positions, and a straight line fitted to the cached times.
+  With the cache a step costs a constant (the projections and the 50,257-way head for one
+  token) plus a part linear in the position (the attention over, and the copy of, the cached
+  keys and values). Without the cache a step is a full forward over all positions, whose
+  cost grows with the position itself (and its attention with its square).
 
     python -m benchmarks.bench_generate [--threads N] [--vocab V]
+
+On a shared machine, pin the threads (``OPENBLAS_NUM_THREADS=1 python -m
+benchmarks.bench_generate --threads 1``): contended BLAS threads make the timings noise.
 
 The torch rows (HF's ``GPT2LMHeadModel`` with the same weights, ``use_cache=True`` /
 ``False``) appear when transformers is installed; they are references, not a race: HF's
@@ -36,13 +39,24 @@ CONTEXT = 256
 POSITIONS = (16, 64, 128, 256, 512, 1024)
 
 
-def cached_step_time(model, params, position, number=5, repeat=5):
-    """Seconds for one apply_cached step of 1 token after ``position - 1`` cached tokens."""
+def cached_steps(model, params, positions, number=5, rounds=7):
+    """Seconds for one apply_cached step of 1 token after ``position - 1`` cached tokens, for
+    each position: the best of ``rounds`` rounds that visit every position in turn (so that a
+    burst of load on a shared machine hits all positions alike)."""
     rng = np.random.default_rng(0)
-    ids = rng.integers(0, model.config.vocab_size, (1, position - 1))
-    _, cache = model.apply_cached(params, ids, model.init_cache(1))
     token = np.array([[1]])
-    return best_time(lambda: model.apply_cached(params, token, cache), number=number, repeat=repeat)
+    caches = []
+    for position in positions:
+        ids = rng.integers(0, model.config.vocab_size, (1, position - 1))
+        caches.append(model.apply_cached(params, ids, model.init_cache(1))[1])
+    best = [float("inf")] * len(positions)
+    for _ in range(rounds):
+        for i, cache in enumerate(caches):
+            t0 = time.perf_counter()
+            for _ in range(number):
+                model.apply_cached(params, token, cache)
+            best[i] = min(best[i], (time.perf_counter() - t0) / number)
+    return best
 
 
 def full_step_time(model, params, position, number=2, repeat=3):
@@ -111,7 +125,7 @@ def main(argv=None):
     model = M.GPT2(config)
     params = model.init(fgrad.random.key(0))
 
-    cached = cached_step_time(model, params, CONTEXT)
+    cached = cached_steps(model, params, [CONTEXT])[0]
     full = full_step_time(model, params, CONTEXT)
     rows = [("fnn, KV cache", f"{1e3 * cached:.2f}", f"{1 / cached:.0f}"),
             ("fnn, no cache (full forward)", f"{1e3 * full:.2f}", f"{1 / full:.1f}")]
@@ -130,18 +144,16 @@ def main(argv=None):
                 [("fnn generate (KV cache)", f"{generate_rate(model, params, half, half):.0f}"),
                  ("fnn, no cache", f"{uncached_generate_rate(model, params, half, 16):.1f}")])
 
-    rows, previous = [], None
-    for position in POSITIONS:
-        t_cached = cached_step_time(model, params, position)
-        t_full = full_step_time(model, params, position) if position <= 512 else None
-        slope = ("" if previous is None
-                 else f"{1e3 * (t_cached - previous[1]) / (position - previous[0]) * 100:.3f}")
-        rows.append((position, f"{1e3 * t_cached:.2f}", slope,
-                     "-" if t_full is None else f"{1e3 * t_full:.1f}"))
-        previous = (position, t_cached)
-    print_table("time of one step by position (the cached cost grows linearly: a flat slope)",
-                ("position", "cached ms", "cached ms per +100 positions", "no-cache ms"), rows)
-
+    cached_times = cached_steps(model, params, POSITIONS, number=10)
+    rows = [(position, f"{1e3 * t:.2f}",
+             f"{1e3 * full_step_time(model, params, position):.1f}" if position <= 512 else "-")
+            for position, t in zip(POSITIONS, cached_times)]
+    slope, intercept = np.polyfit(POSITIONS, 1e3 * np.array(cached_times), 1)
+    residual = np.abs(np.polyval((slope, intercept), POSITIONS) - 1e3 * np.array(cached_times)).max()
+    print_table("time of one step by position", ("position", "cached ms", "no-cache ms"), rows)
+    print(f"cached step ~ {intercept:.2f} ms + {100 * slope:.3f} ms per 100 positions "
+          f"(least squares over positions {POSITIONS[0]}..{POSITIONS[-1]}; largest residual "
+          f"{residual:.2f} ms): linear in the position")
 
 if __name__ == "__main__":
     main()

@@ -430,7 +430,9 @@ class _GPT(Module):
         vocab_size)``).
 
         ``attention_mask`` ``(B, T)``: 1 for tokens, 0 for padding (keys that get no attention).
-        ``position_ids`` ``(B, T)`` or ``(T,)``: defaults to ``0 .. T-1`` (HF's forward).
+        ``position_ids`` ``(B, T)`` or ``(T,)``: defaults to ``0 .. T-1`` (HF's forward). (HF's
+        GPT-2, given position ids that restart and no mask, also splits the attention into
+        packed sequences; here position ids only pick position embeddings.)
         ``train=True`` applies dropout (``embd_pdrop``, ``attn_pdrop``, ``resid_pdrop``) with
         the random ``key``; with ``train=False`` (the default) the key is ignored.
         """
