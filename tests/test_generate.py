@@ -200,3 +200,17 @@ def test_output_forms_and_errors(models):
         cache = model.init_cache(1)
         _, cache = model.apply_cached(params, np.zeros((1, 40), np.int64), cache)
         model.apply_cached(params, np.zeros((1, 9), np.int64), cache)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_greedy_matches_hf_on_a_larger_model(tmp_path, kind):
+    config_cls, model_cls, cls = KINDS[kind]
+    torch.manual_seed(2)
+    hf = model_cls(config_cls(vocab_size=500, n_positions=160, n_embd=64, n_layer=4, n_head=4,
+                              initializer_range=0.1)).eval().double()
+    hf.save_pretrained(tmp_path)
+    model, params = cls.from_pretrained(tmp_path, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(0, 500, n).tolist() for n in (30, 7, 18, 1)]
+    assert M.generate(model, params, prompts, 100, temperature=0) == hf_greedy(hf, prompts, 100)

@@ -443,3 +443,25 @@ def test_vmap_jvp_and_hessian_vector_product(saved, kind):
     for h, a, b in zip(tree.leaves(hvp), tree.leaves(plus), tree.leaves(minus)):
         fd = (a - b) / (2 * eps)
         assert np.abs(h - fd).max() <= 1e-5 * max(1.0, np.abs(fd).max())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gpt2", "gpt1"])
+def test_gradients_match_torch_on_a_larger_model(tmp_path, kind):
+    hf = hf_model(kind, seed=3, vocab_size=300, n_positions=96, n_embd=64, n_layer=4, n_head=4)
+    hf.save_pretrained(tmp_path)
+    model, params = ours(kind, tmp_path)
+    ids = np.random.default_rng(4).integers(0, 300, (4, 96))
+    mask = np.ones_like(ids)
+    mask[1, :40] = 0
+    labels = np.where(mask == 1, ids, -100)
+    value, grads = fgrad.value_and_grad(
+        lambda p: M.lm_loss(model.apply(p, ids, mask), labels))(params)
+    logits = hf(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits
+    reference = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 300),
+                                                  torch.tensor(labels)[:, 1:].reshape(-1))
+    reference.backward()
+    assert abs(float(value) - reference.item()) < 1e-12
+    theirs = {name: p.grad.numpy() for name, p in hf.named_parameters()}
+    for name, g in fnn.utils.flatten_names(grads).items():
+        assert rel_err(g, theirs[name]) < 1e-8, name
