@@ -129,7 +129,8 @@ def generate(model, params, prompt_ids, max_new_tokens, *, key=None, temperature
 
     ``temperature=0``: greedy (argmax, HF's ``do_sample=False``). Otherwise tokens are sampled
     from ``softmax(filter(logits / temperature))`` with ``top_k`` / ``top_p`` (see
-    :func:`filter_logits`) using ``key`` (required). ``eos_token_id`` (an id or a list of
+    :func:`filter_logits`) using ``key`` (required); ``top_k=None`` filters nothing (HF's
+    ``generate`` samples with ``top_k=50`` unless told otherwise). ``eos_token_id`` (an id or a list of
     ids; None: the config's, as HF) finishes a row; its later tokens are the pad id
     (``config.pad_token_id`` or the first eos id). Pass ``eos_token_id=()`` to never stop.
     """
