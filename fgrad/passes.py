@@ -7,7 +7,9 @@ the value (shape, dtype, numbers) of an output.
 
 * :func:`simplify`: algebraic identities that make an equation a no-op (``x * 1``, ``x + 0``,
   ``x - 0``, ``x / 1``, ``-(-x)``, a transpose of a transpose, a reshape / broadcast_to to the
-  shape ``x`` already has, a reshape of a reshape, ``astype`` to the dtype ``x`` already has).
+  shape ``x`` already has, a reshape of a reshape, ``astype`` to the dtype ``x`` already has),
+  and ``transpose(a . b) = b^T . a^T`` (the weight gradients of a backward pass come out of
+  BLAS C-contiguous instead of as transposed views: W2 of the benchmark, 784x512 updates).
   An identity applies only when the result has exactly ``x``'s shape and dtype (``x * 1`` with
   ``x: i64`` and ``1.0`` is a float, so it stays). One caveat, as in XLA: ``x + 0`` with
   ``x = -0.0`` gives ``+0.0`` in NumPy, and the simplified program returns ``-0.0``.
@@ -93,15 +95,28 @@ def is_ufunc_eqn(e):
 # algebraic simplification
 # --------------------------------------------------------------------------------------------
 
+def _use_counts(jaxpr):
+    uses = {}
+    for e in jaxpr.eqns:
+        for a in e.inputs:
+            if isinstance(a, Var):
+                uses[a] = uses.get(a, 0) + 1
+    for v in jaxpr.outvars:
+        if isinstance(v, Var):
+            uses[v] = uses.get(v, 0) + 1
+    return uses
+
+
 def simplify(jaxpr):
     """Replace no-op equations by their operand and fuse chains of shape ops (see module doc)."""
     const_of = _const_values(jaxpr)
     producer = {}          # Var -> the (rewritten) equation that makes it
     subst = {}
     eqns = []
+    uses = _use_counts(jaxpr)
     for e in jaxpr.eqns:
         e = _fuse_with_producer(e.replace(inputs=[_substitute(a, subst) for a in e.inputs]),
-                                producer)
+                                producer, uses)
         same = _identity_operand(e, const_of)
         if same is not None:
             subst[e.outs[0]] = same
@@ -143,13 +158,21 @@ def _identity_operand(e, const_of):
     return None
 
 
-def _fuse_with_producer(e, producer):
-    """``neg(neg(x))``, ``transpose(transpose(x))``, ``reshape(reshape(x))``: one step or none."""
+def _fuse_with_producer(e, producer, uses):
+    """``transpose(transpose(x))``, ``reshape(reshape(x))``: one step; ``transpose(a . b)``:
+    ``b^T . a^T`` (so the product comes out of BLAS in the layout wanted, instead of as a
+    transposed view that every later elementwise op reads with strides)."""
     name = e.prim.name
     if name not in ("neg", "transpose", "reshape") or not isinstance(e.inputs[0], Var):
         return e
     prev = producer.get(e.inputs[0])
-    if prev is None or prev.prim is not e.prim:
+    if prev is None:
+        return e
+    if name == "transpose" and prev.prim.name == "dot_general" and uses.get(e.inputs[0]) == 1:
+        swapped = _swapped_dot(prev, e.params["perm"])
+        if swapped is not None:
+            return swapped.replace(outs=e.outs, source=e.source or prev.source)
+    if prev.prim is not e.prim:
         return e
     x = prev.inputs[0]
     if name == "reshape":
@@ -158,6 +181,21 @@ def _fuse_with_producer(e, producer):
         p1, p2 = prev.params["perm"], e.params["perm"]
         return e.replace(inputs=[x], params={"perm": tuple(p1[i] for i in p2)})
     return e   # neg(neg(x)) is x itself: _double_negations substitutes it
+
+
+def _swapped_dot(dot, perm):
+    """``dot_general(rhs, lhs)`` when ``transpose(dot_general(lhs, rhs), perm)`` equals it: no
+    batch axes, and ``perm`` puts the rhs free axes first, in order, then the lhs free axes."""
+    (lc, rc), (lb, rb) = dot.params["dimension_numbers"]
+    if lb or rb:
+        return None
+    lhs, rhs = dot.inputs
+    n_lhs_free = len(_aval(lhs).shape) - len(lc)
+    n_rhs_free = len(_aval(rhs).shape) - len(rc)
+    want = tuple(range(n_lhs_free, n_lhs_free + n_rhs_free)) + tuple(range(n_lhs_free))
+    if tuple(perm) != want:
+        return None
+    return dot.replace(inputs=[rhs, lhs], params={"dimension_numbers": ((rc, lc), ((), ()))})
 
 
 def _double_negations(jaxpr):

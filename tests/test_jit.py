@@ -634,3 +634,17 @@ def test_mlp_training_step_with_adam_under_jit_equals_eager():
         close(p_jit, p_eager)
     close(fgrad.tree.leaves(s_jit), fgrad.tree.leaves(s_eager))
     assert jitted.trace_count == 1
+
+
+def test_pass_simplify_transpose_of_a_product_is_the_swapped_product():
+    a, b = var((4, 3), name="a"), var((4, 5), name="b")
+    d, t = var((3, 5), name="d"), var((5, 3), name="t")
+    dot = Eqn(PRIMITIVES["dot_general"], [a, b], {"dimension_numbers": (((0,), (0,)), ((), ()))}, [d])
+    jaxpr = Jaxpr([a, b], [], [], [dot, eqn("transpose", [d], t, perm=(1, 0))], [t])
+    simple = dce(passes.simplify(jaxpr))
+    assert [e.prim.name for e in simple.eqns] == ["dot_general"]
+    assert simple.eqns[0].inputs == [b, a]
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 5))
+    np.testing.assert_allclose(run(simple, x, y)[0], (x.T @ y).T, rtol=1e-13)
+    assert run(simple, x, y)[0].flags.c_contiguous

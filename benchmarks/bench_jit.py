@@ -1,0 +1,290 @@
+"""``fgrad.jit`` against eager fgrad, hand-written NumPy (the floor) and torch eager.
+
+Three workloads (issue 8):
+
+* W1: ``grad`` of a chain of 200 elementwise ops on float64[16], in microseconds per op: pure
+  overhead, where tracing and taping dominate eager fgrad and a replay of NumPy calls is all
+  that jit leaves. Aim: jit within 1.5x of the NumPy floor per op.
+* W2: one SGD step of a 784-512-512-10 tanh MLP, batch 128, float32 (value_and_grad + update),
+  in steps per second. Aim: jit at or above the NumPy floor.
+* W3: per-example gradients, ``vmap(grad(loss))`` of a 784-128-10 MLP, batch 64, float64, in
+  ms. Aim: jit within 1.1x of the floor.
+
+The first call of each jitted function (trace + optimise + generate + compile) is timed once
+and printed. Every variant is checked against the others before timing. jax is not a
+dependency; when it is installed a ``jax.jit`` column could be added, otherwise a note says
+it is skipped. Timings on a shared machine are noisy: compare ratios, run twice.
+
+    python -m benchmarks.bench_jit [--threads 1]
+"""
+import argparse
+import time
+
+import numpy as np
+
+import fgrad
+import fgrad.numpy as fnp
+from benchmarks._timing import best_time, print_table
+from benchmarks.bench_per_example import init as init_small, loss as example_loss
+from benchmarks.bench_per_example import numpy_per_example_grads
+
+try:
+    import torch
+except ImportError:   # torch is a test dependency only
+    torch = None
+
+
+def _first_call(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _check(a, b, what, tol):
+    la, lb = fgrad.tree.leaves(a), fgrad.tree.leaves(b)
+    err = max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+              for x, y in zip(la, lb))
+    assert err <= tol, f"{what}: results differ by {err}"
+    return err
+
+
+# --------------------------------------------------------------------------------------------
+# W1: overhead of a chain of small elementwise ops
+# --------------------------------------------------------------------------------------------
+
+def chain(np_, n_iter):
+    def f(x):
+        for _ in range(n_iter):
+            x = np_.sin(x) * 1.01 + x      # three ops per iteration
+        return np_.sum(x)
+    return f
+
+
+def numpy_chain_grad(x, n_iter):
+    """Forward, keeping what the backward pass needs, then the chain rule by hand."""
+    saved = []
+    for _ in range(n_iter):
+        saved.append(x)
+        x = np.sin(x) * 1.01 + x
+    g = np.ones_like(x)
+    for x in reversed(saved):   # d/dx (sin(x) 1.01 + x) = cos(x) 1.01 + 1
+        g = g * np.cos(x) * 1.01 + g
+    return g
+
+
+def w1(rows, compile_rows, n_ops=200, size=16):
+    n_iter = n_ops // 3
+    n = 3 * n_iter + 1
+    x = np.linspace(-1, 1, size)
+    f = chain(fnp, n_iter)
+    eager = fgrad.grad(f)
+    jitted = fgrad.jit(fgrad.grad(f))
+    got, t_compile = _first_call(lambda: jitted(x))
+    _check(got, eager(x), "W1 jit vs eager", 1e-12)
+    _check(got, numpy_chain_grad(x, n_iter), "W1 jit vs numpy", 1e-10)
+    t_np = best_time(lambda: numpy_chain_grad(x, n_iter), number=50)
+    t_eager = best_time(lambda: eager(x), number=5)
+    t_jit = best_time(lambda: jitted(x), number=50)
+    row = ["W1 grad, 200 elementwise ops on f64[16] (us / op)", f"{t_eager / n * 1e6:.2f}",
+           f"{t_jit / n * 1e6:.2f}", f"{t_np / n * 1e6:.2f}"]
+    if torch is not None:
+        xt = torch.from_numpy(x)
+
+        def torch_grad():
+            v = xt.clone().requires_grad_(True)
+            y = v
+            for _ in range(n_iter):
+                y = torch.sin(y) * 1.01 + y
+            y.sum().backward()
+            return v.grad
+        _check(torch_grad().numpy(), got, "W1 torch vs jit", 1e-10)
+        row.append(f"{best_time(torch_grad, number=20) / n * 1e6:.2f}")
+    else:
+        row.append("-")
+    row.append(f"{t_jit / t_np:.2f}")
+    rows.append(row)
+    lowered = jitted.lower(x)
+    compile_rows.append(("W1", f"{t_compile * 1e3:.1f}", _passes(lowered), lowered.buffer_reuse))
+
+
+def _passes(lowered):
+    stats = dict(lowered.stats[:5])
+    return (f"{stats['staged']} staged -> {len(lowered.jaxpr.eqns)} "
+            f"(simplify {stats['staged'] - stats['simplify']}, cse {stats['simplify'] - stats['cse']}, "
+            f"fold {stats['cse'] - stats['fold_constants']}, dce {stats['fold_constants'] - stats['dce']} "
+            f"in the first round)")
+
+
+# --------------------------------------------------------------------------------------------
+# W2: an SGD step of a 784-512-512-10 MLP
+# --------------------------------------------------------------------------------------------
+
+def mlp_init(rng, sizes, dtype):
+    params = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        params[f"w{i}"] = (rng.standard_normal((a, b)) * a ** -0.5).astype(dtype)
+        params[f"b{i}"] = np.zeros(b, dtype)
+    return params
+
+
+def mlp_loss(params, x, onehot):
+    h = x
+    n = len(params) // 2
+    for i in range(n):
+        h = h @ params[f"w{i}"] + params[f"b{i}"]
+        if i < n - 1:
+            h = fnp.tanh(h)
+    logp = h - fnp.logsumexp(h, axis=1, keepdims=True)
+    return -fnp.sum(logp * onehot) / x.shape[0]
+
+
+LR = 0.01
+
+
+def sgd_step(params, x, onehot):
+    value, g = fgrad.value_and_grad(mlp_loss)(params, x, onehot)
+    return {k: params[k] - LR * g[k] for k in params}, value
+
+
+def numpy_sgd_step(params, x, onehot):
+    n = len(params) // 2
+    hs = [x]
+    h = x
+    for i in range(n):
+        h = h @ params[f"w{i}"] + params[f"b{i}"]
+        if i < n - 1:
+            h = np.tanh(h)
+        hs.append(h)
+    m = h.max(axis=1, keepdims=True)
+    e = np.exp(h - m)
+    s = e.sum(axis=1, keepdims=True)
+    logp = h - m - np.log(s)
+    value = -np.sum(logp * onehot) / x.shape[0]
+    d = (e / s * onehot.sum(axis=1, keepdims=True) - onehot) / x.shape[0]
+    new = {}
+    for i in reversed(range(n)):
+        new[f"w{i}"] = params[f"w{i}"] - LR * (hs[i].T @ d)
+        new[f"b{i}"] = params[f"b{i}"] - LR * d.sum(axis=0)
+        if i:
+            d = (d @ params[f"w{i}"].T) * (1 - hs[i] * hs[i])
+    return new, value
+
+
+def w2(rows, compile_rows, batch=128, dtype=np.float32):
+    rng = np.random.default_rng(0)
+    params = mlp_init(rng, (784, 512, 512, 10), dtype)
+    x = rng.standard_normal((batch, 784)).astype(dtype)
+    onehot = np.eye(10, dtype=dtype)[rng.integers(0, 10, batch)]
+    jitted = fgrad.jit(sgd_step)
+    donating = fgrad.jit(sgd_step, donate_argnums=0)
+    got, t_compile = _first_call(lambda: jitted(params, x, onehot))
+    _check(got, sgd_step(params, x, onehot), "W2 jit vs eager", 1e-5)
+    _check(got, numpy_sgd_step(params, x, onehot), "W2 jit vs numpy", 1e-5)
+    t_np = best_time(lambda: numpy_sgd_step(params, x, onehot))
+    t_eager = best_time(lambda: sgd_step(params, x, onehot))
+    t_jit = best_time(lambda: jitted(params, x, onehot))
+    state = {"p": {k: v.copy() for k, v in params.items()}}
+
+    def donated_step():   # a training loop: each step's params are donated to the next
+        state["p"], _ = donating(state["p"], x, onehot)
+    t_don = best_time(donated_step)
+    row = ["W2 SGD step MLP 784-512-512-10 f32 b128 (steps / s)", f"{1 / t_eager:.0f}",
+           f"{1 / t_jit:.0f} ({1 / t_don:.0f} donated)", f"{1 / t_np:.0f}"]
+    if torch is not None:
+        tp = {k: torch.from_numpy(v.copy()) for k, v in params.items()}
+        xt, ot = torch.from_numpy(x), torch.from_numpy(onehot)
+
+        def torch_step():
+            ps = {k: v.requires_grad_(True) for k, v in tp.items()}
+            h = xt
+            for i in range(3):
+                h = h @ ps[f"w{i}"] + ps[f"b{i}"]
+                if i < 2:
+                    h = torch.tanh(h)
+            loss = -(torch.log_softmax(h, 1) * ot).sum() / batch
+            grads = torch.autograd.grad(loss, list(ps.values()))
+            with torch.no_grad():
+                return {k: v - LR * g for (k, v), g in zip(ps.items(), grads)}, loss
+        _check({k: v.detach().numpy() for k, v in torch_step()[0].items()}, got[0],
+               "W2 torch vs jit", 1e-5)
+        row.append(f"{1 / best_time(torch_step):.0f}")
+    else:
+        row.append("-")
+    row.append(f"{t_np / t_jit:.2f} of floor's rate")
+    rows.append(row)
+    lowered = jitted.lower(params, x, onehot)
+    compile_rows.append(("W2", f"{t_compile * 1e3:.1f}", _passes(lowered), lowered.buffer_reuse))
+
+
+# --------------------------------------------------------------------------------------------
+# W3: per-example gradients
+# --------------------------------------------------------------------------------------------
+
+def w3(rows, compile_rows, batch=64, hidden=128):
+    rng = np.random.default_rng(0)
+    params = init_small(rng, 784, hidden, 10)
+    x = rng.normal(size=(batch, 784))
+    y = rng.integers(0, 10, size=batch)
+    per_example = fgrad.vmap(fgrad.grad(example_loss), in_axes=(None, 0, 0))
+    jitted = fgrad.jit(per_example)
+    got, t_compile = _first_call(lambda: jitted(params, x, y))
+    _check(got, numpy_per_example_grads(params, x, y), "W3 jit vs numpy", 1e-12)
+    t_np = best_time(lambda: numpy_per_example_grads(params, x, y))
+    t_eager = best_time(lambda: per_example(params, x, y))
+    t_jit = best_time(lambda: jitted(params, x, y))
+    row = [f"W3 per-example grads MLP 784-{hidden}-10 f64 b{batch} (ms)", f"{t_eager * 1e3:.2f}",
+           f"{t_jit * 1e3:.2f}", f"{t_np * 1e3:.2f}"]
+    if torch is not None:
+        import torch.func as tf
+        tp = {k: torch.from_numpy(v) for k, v in params.items()}
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+        def tloss(p, xi, yi):
+            h = torch.tanh(xi @ p["w1"] + p["b1"])
+            logits = h @ p["w2"] + p["b2"]
+            return torch.logsumexp(logits, 0) - torch.gather(logits, 0, yi[None])[0]
+        tgrad = tf.vmap(tf.grad(tloss), in_dims=(None, 0, 0))
+        _check({k: v.numpy() for k, v in tgrad(tp, xt, yt).items()}, got, "W3 torch vs jit", 1e-10)
+        row.append(f"{best_time(lambda: tgrad(tp, xt, yt)) * 1e3:.2f}")
+    else:
+        row.append("-")
+    row.append(f"{t_jit / t_np:.2f}")
+    rows.append(row)
+    lowered = jitted.lower(params, x, y)
+    compile_rows.append(("W3", f"{t_compile * 1e3:.1f}", _passes(lowered), lowered.buffer_reuse))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS / torch threads (0: leave the libraries' default)")
+    parser.add_argument("--only", choices=("w1", "w2", "w3"), default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        try:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(args.threads)
+        except ImportError:
+            print("threadpoolctl is not installed: BLAS uses its default thread count")
+        if torch is not None:
+            torch.set_num_threads(args.threads)
+    try:
+        import jax  # noqa: F401
+        print("jax is installed, but this benchmark has no jax.jit column yet")
+    except ImportError:
+        print("jax is not installed: the jax.jit column is skipped")
+    if torch is None:
+        print("torch is not installed: the torch column is skipped")
+    rows, compile_rows = [], []
+    for name, run in (("w1", w1), ("w2", w2), ("w3", w3)):
+        if args.only in (None, name):
+            run(rows, compile_rows)
+    print_table("fgrad.jit (best of 5; noisy on a shared machine)",
+                ("workload", "fgrad eager", "fgrad.jit", "NumPy floor", "torch eager",
+                 "jit vs floor"), rows)
+    print_table("first call of the jitted function (trace + passes + codegen + compile)",
+                ("workload", "first call ms", "equations", "buffers reused"), compile_rows)
+
+
+if __name__ == "__main__":
+    main()
