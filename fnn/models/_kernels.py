@@ -385,10 +385,11 @@ def _next_token_numpy(logits, labels, ignore_index):
     log_z = np.log(total) + top                                  # logsumexp, (B, T-1, 1)
     picked = np.take_along_axis(z, safe[..., None], axis=-1)
     count = kept.sum()
-    weight = (kept / count).astype(logits.dtype)[..., None] if count else kept[..., None] * np.nan
-    loss = np.sum((log_z - picked) * weight, dtype=logits.dtype)
+    weight = (kept / max(count, 1)).astype(logits.dtype)[..., None]
+    # every target ignored: a NaN mean (0 / 0) with zero gradient, as torch and F.cross_entropy
+    loss = np.sum((log_z - picked) * weight, dtype=logits.dtype) if count else np.nan
     probs /= total
-    return np.asarray(loss, dtype=logits.dtype), probs, safe, weight.astype(logits.dtype)
+    return np.asarray(loss, dtype=logits.dtype), probs, safe, weight
 
 
 def _next_token_fun(logits, labels, ignore_index):
