@@ -198,8 +198,9 @@ class Jitted:
     # -- the call -------------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
-        if core._trace_stack:
-            # Some transform is tracing: be transparent, so it sees f's own operations.
+        if core._trace_stack or getattr(core, "_debug_hook", None) is not None:
+            # Some transform is tracing: be transparent, so it sees f's own operations. Under
+            # fgrad.debug_nans, run eagerly too, so that the NaN check sees every operation.
             return self._fun(*args, **kwargs)
         key, leaves, donated = self._signature(args, kwargs)
         entry = self._cache.get(key)

@@ -107,8 +107,17 @@ def _use_counts(jaxpr):
     return uses
 
 
-def simplify(jaxpr):
-    """Replace no-op equations by their operand and fuse chains of shape ops (see module doc)."""
+#: Primitives that only matter to transforms: in a program that is run, never transformed
+#: again (jit's replay), they are the identity.
+IDENTITY_WHEN_RUN = frozenset({"stop_gradient"})
+
+
+def simplify(jaxpr, for_replay=False):
+    """Replace no-op equations by their operand and fuse chains of shape ops (see module doc).
+
+    ``for_replay=True`` (jit) also drops :data:`IDENTITY_WHEN_RUN` primitives: the program will
+    be run as NumPy, not differentiated, so ``stop_gradient(x)`` is ``x``.
+    """
     const_of = _const_values(jaxpr)
     producer = {}          # Var -> the (rewritten) equation that makes it
     subst = {}
@@ -118,6 +127,9 @@ def simplify(jaxpr):
         e = _fuse_with_producer(e.replace(inputs=[_substitute(a, subst) for a in e.inputs]),
                                 producer, uses)
         same = _identity_operand(e, const_of)
+        if same is None and for_replay and e.prim.name in IDENTITY_WHEN_RUN \
+                and _same_aval(e.inputs[0], e.outs[0]):
+            same = e.inputs[0]
         if same is not None:
             subst[e.outs[0]] = same
             continue
@@ -216,7 +228,7 @@ def _double_negations(jaxpr):
 
 
 def _simplify_all(jaxpr):
-    return _double_negations(simplify(jaxpr))
+    return _double_negations(simplify(jaxpr, for_replay=True))
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Primitive, shape_of
+from ..core import Primitive, dtype_of, shape_of
 from ..jvp import defjvp
+from ..staging import ShapedArray
 from ..vmap import move_axis
 
 __all__ = ["conv_windows_p", "col2im_p", "conv_windows", "col2im", "windows_out_shape"]
@@ -105,6 +106,24 @@ def _leading_axes_batch(prim, n_trailing):
 
 _leading_axes_batch(conv_windows_p, lambda params: len(params["window_shape"]))
 _leading_axes_batch(col2im_p, lambda params: 2 * len(params["spatial_shape"]))
+
+
+# --- shape rules (staging) -------------------------------------------------------------------------
+
+def _conv_windows_abstract_eval(x, *, window_shape, strides, dilation):
+    shape, n = shape_of(x), len(window_shape)   # (..., *spatial) -> (..., *out_spatial, *window)
+    out = windows_out_shape(shape[len(shape) - n:], window_shape, strides, dilation)
+    return ShapedArray(shape[:len(shape) - n] + tuple(out) + tuple(window_shape), dtype_of(x))
+
+
+def _col2im_abstract_eval(cols, *, spatial_shape, strides, dilation):
+    shape = shape_of(cols)                       # (..., *out_spatial, *window) -> (..., *spatial)
+    return ShapedArray(shape[:len(shape) - 2 * len(spatial_shape)] + tuple(spatial_shape),
+                       dtype_of(cols))
+
+
+conv_windows_p.abstract_eval = _conv_windows_abstract_eval
+col2im_p.abstract_eval = _col2im_abstract_eval
 
 
 # --- the functions other modules call ----------------------------------------------------------

@@ -43,6 +43,7 @@ def piecewise_constant(name, impl):
     prim = Primitive(name, impl)
     defjvp_zero(prim)
     prim.vjp = tuple(None for _ in range(_arity(impl)))
+    elementwise_abstract_eval(prim)   # also for those made elsewhere (stop_gradient in api.py)
     return elementwise_batch_rule(prim)
 
 
