@@ -340,6 +340,33 @@ def _float_dtype(fn, dtype):
     return dt
 
 
+def _check_axis(fn, axis, ndim, shape):
+    """``axis`` as a non-negative int, or a clear error (a float axis, out of range)."""
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"fgrad.random.{fn}: axis must be an int, got {axis!r}") from None
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"fgrad.random.{fn}: axis {axis} is out of range for an array of shape "
+                         f"{shape}")
+    return axis % ndim
+
+
+def _check_values(fn, name, x, low=None, high=None, what=""):
+    """Where ``x``'s values are known (not traced), they must lie in [low, high] and not be NaN."""
+    if isinstance(x, Tracer):
+        return
+    v = np.asarray(x)
+    bad = np.isnan(v) if v.dtype.kind in "fc" else np.zeros(v.shape, bool)
+    if low is not None:
+        bad = bad | (v < low)
+    if high is not None:
+        bad = bad | (v > high)
+    if bad.any():
+        raise ValueError(f"fgrad.random.{fn}: {name} must be {what}, got "
+                         f"{v[bad].ravel()[:5].tolist()}")
+
+
 def _float_param(fn, name, x, dtype=None):
     """A float parameter as an array or tracer (of ``dtype`` if given)."""
     if not isinstance(x, Tracer):
@@ -516,6 +543,10 @@ def truncated_normal(key, lower, upper, shape=None, dtype=np.float64):
     dtype = _float_dtype("truncated_normal", dtype)
     lower = _float_param("truncated_normal", "lower", lower, dtype)
     upper = _float_param("truncated_normal", "upper", upper, dtype)
+    if not isinstance(lower, Tracer) and not isinstance(upper, Tracer) and np.any(
+            np.asarray(lower) > np.asarray(upper)):
+        raise ValueError(f"fgrad.random.truncated_normal: lower must not exceed upper, got "
+                         f"lower={lower!r} and upper={upper!r}")
     if shape is None:
         shape = np.broadcast_shapes(shape_of(lower), shape_of(upper))
     else:
@@ -534,10 +565,12 @@ def bernoulli(key, p=0.5, shape=None):
     """Booleans that are True with probability ``p``: ``uniform(key, shape) < p``.
 
     ``p`` is a float (array) whose dtype sets the uniform's dtype; ``shape=None`` means
-    ``p``'s shape.
+    ``p``'s shape. A known ``p`` outside [0, 1] (or NaN) is an error, as in torch; a traced
+    one is not checked.
     """
     key = _check_key("bernoulli", key)
     p = _float_param("bernoulli", "p", p)
+    _check_values("bernoulli", "p", p, 0.0, 1.0, "a probability in [0, 1]")
     if shape is None:
         shape = shape_of(p)
     else:
@@ -685,12 +718,12 @@ def permutation(key, x, axis=0, independent=False):
         if isinstance(x, Tracer) or x.dtype.kind not in "iu":
             raise TypeError(f"fgrad.random.permutation: x must be an int n (permute range(n)) "
                             f"or an array with at least one axis, got {_describe(x)}")
+        if int(x) < 0:
+            raise ValueError(f"fgrad.random.permutation: n must be non-negative (a permutation "
+                             f"of range(n)), got {int(x)}")
         return _shuffle_order(key, (int(x),), 0)
     ndim = len(shape_of(x))
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"fgrad.random.permutation: axis {axis} is out of range for an array "
-                         f"of shape {shape_of(x)}")
-    axis %= ndim
+    axis = _check_axis("permutation", axis, ndim, shape_of(x))
     if independent or ndim == 1:
         return fnp.take_along_axis(x, _shuffle_order(key, shape_of(x), axis), axis)
     return fnp.take(x, _shuffle_order(key, (shape_of(x)[axis],), 0), axis=axis)
@@ -714,12 +747,12 @@ def choice(key, a, shape=(), replace=True, p=None, axis=0):
             raise TypeError(f"fgrad.random.choice: a must be an int n (draw from range(n)) or "
                             f"an array with at least one axis, got {_describe(a)}")
         population, arr = int(a), None
+        if population < 0:
+            raise ValueError(f"fgrad.random.choice: a must be a non-negative int n (draw from "
+                             f"range(n)), got {population}")
     else:
         ndim = len(shape_of(a))
-        if not -ndim <= axis < ndim:
-            raise ValueError(f"fgrad.random.choice: axis {axis} is out of range for an array "
-                             f"of shape {shape_of(a)}")
-        axis %= ndim
+        axis = _check_axis("choice", axis, ndim, shape_of(a))
         population, arr = shape_of(a)[axis], a
     n_draws = math.prod(shape)
     out_shape = shape if arr is None else shape_of(a)[:axis] + shape + shape_of(a)[axis + 1:]
@@ -741,6 +774,8 @@ def choice(key, a, shape=(), replace=True, p=None, axis=0):
         if shape_of(p) != (population,):
             raise ValueError(f"fgrad.random.choice: p must have shape ({population},), one "
                              f"probability per item, got {shape_of(p)}")
+        _check_values("choice", "p", p, 0.0, None, "non-negative (weights, normalised by their "
+                      "sum)")
         if replace:   # searchsorted(cumsum(p), r) = #{i : cumsum(p)_i < r}, r uniform on (0, sum p]
             cdf = fnp.cumsum(p)
             r = cdf[-1] * (1 - uniform(key, shape, dtype_of(p)))

@@ -18,6 +18,8 @@ import dataclasses
 import math
 from typing import ClassVar
 
+import numpy as np
+
 import fgrad.numpy as fnp
 from fgrad.core import shape_of
 from .. import functional as F
@@ -29,6 +31,13 @@ __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d"]
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 #: torch's padding_mode -> fgrad.numpy.pad's mode
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _check_ints(name, field, value):
+    """A size or tuple of sizes must hold ints: 2.5 or True would be truncated silently."""
+    for v in (value if isinstance(value, (list, tuple)) else (value,)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name}: {field} must be an int or a tuple of ints, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,14 +53,36 @@ class _ConvNd(Module):
     def __post_init__(self):
         super().__post_init__()
         name = type(self).__name__
+        for field in ("in_channels", "out_channels", "groups"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name}: {field} must be an int, got {value!r}")
+        for field in ("in_channels", "out_channels"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{name}: {field} must be positive, got {getattr(self, field)}")
         fields = ("kernel_size", "stride", "dilation")
         if not isinstance(self.padding, str):
             fields += ("padding",)
+        if self.transposed:
+            fields += ("output_padding",)
         for field in fields:
+            _check_ints(name, field, getattr(self, field))
             try:
                 object.__setattr__(self, field, ntuple(getattr(self, field), self.n))
             except ValueError as e:
                 raise ValueError(f"{name}: {field}: {e}") from None
+        # torch refuses these in forward ("non-positive stride is not supported", ...); here
+        # they fail at construction, before kernel_size 0 divides by a zero fan-in at init
+        for field, low in (("kernel_size", 1), ("stride", 1), ("dilation", 1), ("padding", 0),
+                           ("output_padding", 0)):
+            value = getattr(self, field, None)
+            if isinstance(value, tuple) and any(v < low for v in value):
+                what = "positive" if low == 1 else "non-negative"
+                raise ValueError(f"{name}: {field} must be {what}, got {value}")
+        if self.transposed and any(op >= max(s, d) for op, s, d in zip(
+                self.output_padding, self.stride, self.dilation)):
+            raise ValueError(f"{name}: output_padding {self.output_padding} must be smaller than "
+                             f"the stride {self.stride} or the dilation {self.dilation} (as torch)")
         if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"{name}: groups={self.groups} must divide in_channels="
                              f"{self.in_channels} and out_channels={self.out_channels}")
@@ -164,7 +195,6 @@ class _ConvTranspose(_ConvNd):
             raise ValueError(f"{type(self).__name__}: padding must be an int or a tuple (torch has "
                              f"no 'same'/'valid' for transposed convolutions), got {self.padding!r}")
         super().__post_init__()
-        object.__setattr__(self, "output_padding", ntuple(self.output_padding, self.n))
 
     def apply(self, params, x, output_size=None):
         """The adjoint of a convolution: ``(N, C_in, *spatial)`` -> ``(N, C_out, *bigger)``.
