@@ -196,6 +196,11 @@ def test_lm_loss_kernel_equals_cross_entropy(dtype):
     np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=tol)
     np.testing.assert_allclose(M.lm_loss(logits[0], labels[0]),     # one unbatched sequence
                                fnn.functional.cross_entropy(logits[0, :-1], labels[0, 1:]), rtol=tol)
+    unshifted = fgrad.value_and_grad(lambda z: M.lm_loss(z, labels, shift=False))(logits)
+    reference_unshifted = fgrad.value_and_grad(
+        lambda z: fnn.functional.cross_entropy(z.reshape(-1, 11), labels.reshape(-1)))(logits)
+    assert abs(float(unshifted[0]) - float(reference_unshifted[0])) < tol * float(unshifted[0])
+    np.testing.assert_allclose(unshifted[1], reference_unshifted[1], rtol=0, atol=tol)
     with pytest.raises(ValueError, match=r"token ids in \[0, 11\) or ignore_index=-100"):
         M.lm_loss(logits, np.full((2, 6), 11))
     with pytest.raises(ValueError, match="expected logits"):

@@ -34,7 +34,7 @@ import fgrad.numpy as fnp
 from .. import functional as F
 
 __all__ = ["conv1d", "tied_head", "layer_norm", "gelu_tanh", "gelu_erf", "attention", "softmax",
-           "next_token_cross_entropy"]
+           "token_cross_entropy"]
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
@@ -362,27 +362,33 @@ def attention(q, k, v, scale, bias=None, allowed=None, fill=None, dropout_key=No
 
 
 # --------------------------------------------------------------------------------------------
-# next_token_cross_entropy: mean over kept targets of logsumexp(z_t) - z_t[y_{t+1}]
+# token_cross_entropy: mean over kept targets of logsumexp(z_t) - z_t[y_t]
+# (with shift: position t predicts labels[t + 1], as HF's labels)
 # --------------------------------------------------------------------------------------------
 
-def next_token_cross_entropy_reference(logits, labels, ignore_index):
+def _predicting(logits, labels, shift):
+    """The logits that predict and their targets: ``(z, y)``, shifted by one when ``shift``."""
+    return (logits[:, :-1], labels[:, 1:]) if shift else (logits, labels)
+
+
+def token_cross_entropy_reference(logits, labels, ignore_index, shift):
     vocab = logits.shape[-1]
-    flat = fnp.reshape(logits[:, :-1], (-1, vocab))
-    return F.cross_entropy(flat, fnp.reshape(labels[:, 1:], (-1,)), ignore_index=ignore_index)
+    z, y = _predicting(logits, labels, shift)
+    return F.cross_entropy(fnp.reshape(z, (-1, vocab)), fnp.reshape(y, (-1,)),
+                           ignore_index=ignore_index)
 
 
-def _next_token_numpy(logits, labels, ignore_index):
+def _token_ce_numpy(logits, labels, ignore_index, shift):
     """``(loss, probs, targets, weight)``: the softmax of the predicting positions, the safe
     target ids and each position's weight in the mean (1 / count, or 0 when ignored)."""
-    z = logits[:, :-1]
-    targets = labels[:, 1:]
+    z, targets = _predicting(logits, labels, shift)
     kept = targets != ignore_index
     safe = np.where(kept, targets, 0)
     top = z.max(axis=-1, keepdims=True)
     probs = np.subtract(z, top)
     np.exp(probs, out=probs)
     total = probs.sum(axis=-1, keepdims=True)
-    log_z = np.log(total) + top                                  # logsumexp, (B, T-1, 1)
+    log_z = np.log(total) + top                                  # logsumexp, (B, T', 1)
     picked = np.take_along_axis(z, safe[..., None], axis=-1)
     count = kept.sum()
     weight = (kept / max(count, 1)).astype(logits.dtype)[..., None]
@@ -392,43 +398,47 @@ def _next_token_numpy(logits, labels, ignore_index):
     return np.asarray(loss, dtype=logits.dtype), probs, safe, weight
 
 
-def _next_token_fun(logits, labels, ignore_index):
+def _token_ce_fun(logits, labels, ignore_index, shift):
     if _all_numpy(logits):
-        return _next_token_numpy(logits, labels, ignore_index)[0]
-    return next_token_cross_entropy_reference(logits, labels, ignore_index)
+        return _token_ce_numpy(logits, labels, ignore_index, shift)[0]
+    return token_cross_entropy_reference(logits, labels, ignore_index, shift)
 
 
-def _next_token_fwd(logits, labels, ignore_index):
+def _token_ce_fwd(logits, labels, ignore_index, shift):
     if _all_numpy(logits):
-        loss, probs, safe, weight = _next_token_numpy(logits, labels, ignore_index)
+        loss, probs, safe, weight = _token_ce_numpy(logits, labels, ignore_index, shift)
         return loss, (logits, probs, safe, weight)
-    return next_token_cross_entropy_reference(logits, labels, ignore_index), (logits, None, None, None)
+    loss = token_cross_entropy_reference(logits, labels, ignore_index, shift)
+    return loss, (logits, None, None, None)
 
 
-def _next_token_bwd(labels, ignore_index, res, g):
+def _token_ce_bwd(labels, ignore_index, shift, res, g):
     logits, probs, safe, weight = res
     if probs is None or not _all_numpy(g, logits):
-        return _fallback_bwd(next_token_cross_entropy_reference, (logits,), g, (labels, ignore_index))
-    # d/dz_t [logsumexp(z_t) - z_t[y]] = softmax(z_t) - onehot(y); the last position predicts nothing
-    grad = np.zeros_like(logits)
-    inner = grad[:, :-1]
+        return _fallback_bwd(token_cross_entropy_reference, (logits,), g,
+                             (labels, ignore_index, shift))
+    # d/dz_t [logsumexp(z_t) - z_t[y]] = softmax(z_t) - onehot(y), times the position's weight;
+    # with shift the last position predicts nothing
+    grad = np.zeros_like(logits) if shift else np.empty_like(logits)
+    inner = grad[:, :-1] if shift else grad
     np.multiply(probs, weight * g, out=inner)
     np.put_along_axis(inner, safe[..., None],
                       np.take_along_axis(inner, safe[..., None], axis=-1) - weight * g, axis=-1)
     return (grad,)
 
 
-_next_token = fgrad.custom_vjp(_next_token_fun, nondiff_argnums=(1, 2))
-_next_token.defvjp(_next_token_fwd, _next_token_bwd)
+_token_ce = fgrad.custom_vjp(_token_ce_fun, nondiff_argnums=(1, 2, 3))
+_token_ce.defvjp(_token_ce_fwd, _token_ce_bwd)
 
 
-def next_token_cross_entropy(logits, labels, ignore_index):
-    """Mean cross-entropy of ``logits[:, t]`` ``(B, T, V)`` against ``labels[:, t + 1]`` ``(B,
-    T)``, skipping ``ignore_index`` targets: one pass for the max, one for the exponentials,
-    one for their sum (and one to scale them in the backward pass), where the fgrad.numpy
-    formula makes a dozen passes over the ``(B, T, V)`` logits."""
+def token_cross_entropy(logits, labels, ignore_index=-100, shift=True):
+    """Mean cross-entropy of ``logits`` ``(B, T, V)`` against the token ids ``labels`` ``(B,
+    T)``, skipping ``ignore_index`` targets; with ``shift``, ``logits[:, t]`` is scored on
+    ``labels[:, t + 1]``. One pass for the max, one for the exponentials, one for their sum
+    (one more to scale them in the backward pass), where the fgrad.numpy formula makes a dozen
+    passes over the ``(B, T, V)`` logits."""
     if type(labels) is not np.ndarray:
-        return next_token_cross_entropy_reference(logits, labels, ignore_index)
+        return token_cross_entropy_reference(logits, labels, ignore_index, shift)
     if _all_numpy(logits):
-        return _next_token_numpy(logits, labels, ignore_index)[0]
-    return _next_token(logits, labels, ignore_index)
+        return _token_ce_numpy(logits, labels, ignore_index, shift)[0]
+    return _token_ce(logits, labels, ignore_index, shift)

@@ -825,14 +825,16 @@ class GPT1(_GPT):
 # The language-model loss
 # ============================================================================================
 
-def lm_loss(logits, labels, ignore_index=-100):
+def lm_loss(logits, labels, ignore_index=-100, *, shift=True):
     """Mean next-token cross-entropy, as HF's models compute it from ``labels``.
 
     ``logits`` ``(B, T, V)`` (or ``(T, V)``), ``labels`` ``(B, T)`` (or ``(T,)``) of token ids:
     position ``t`` predicts ``labels[t + 1]`` (the shift happens here, so ``labels = ids``
-    works), and targets equal to ``ignore_index`` (e.g. padding) count for nothing, in the loss
-    or in the mean's denominator. HF casts the logits to float32 first; here the logits' dtype
-    is kept (float64 logits give a float64 loss).
+    works; ``shift=False`` scores ``logits[:, t]`` on ``labels[:, t]``, for targets shifted
+    already), and targets equal to ``ignore_index`` (e.g. padding) count for nothing, in the
+    loss or in the mean's denominator. HF casts the logits to float32 first; here the logits'
+    dtype is kept (float64 logits give a float64 loss). Equal to ``fnn.functional.cross_entropy``
+    on the flattened positions, in fewer passes over the logits (a fused kernel).
     """
     if dtype_of(labels).kind not in "iu":
         raise TypeError(f"fnn.models.lm_loss: labels must be integer ids, got dtype {dtype_of(labels)}")
@@ -844,13 +846,13 @@ def lm_loss(logits, labels, ignore_index=-100):
         logits, labels = fnp.expand_dims(logits, 0), fnp.expand_dims(labels, 0)
     known = _known(labels)
     if known is not None:
-        targets = known[:, 1:]
+        targets = known[:, 1:] if shift else known
         bad = ((targets < 0) | (targets >= ls[-1])) & (targets != ignore_index)
         if bad.any():
             raise ValueError(f"fnn.models.lm_loss: labels must be token ids in [0, {ls[-1]}) or "
                              f"ignore_index={ignore_index}, got {targets[bad][:5].tolist()}")
         labels = known
-    return K.next_token_cross_entropy(logits, labels, ignore_index)
+    return K.token_cross_entropy(logits, labels, ignore_index, shift)
 
 
 # ============================================================================================
