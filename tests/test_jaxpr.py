@@ -216,3 +216,42 @@ def test_linearize_with_pytree_primals_and_outputs():
     ts = stack_trees([t, random_like(p, np.random.default_rng(5))])
     batched = fgrad.vmap(f_jvp)(ts)
     assert batched["a"].shape == (2, 2) and batched["b"].shape == (2,)
+
+
+# --------------------------------------------------------------------------------------------
+# what staging records beyond the equations
+# --------------------------------------------------------------------------------------------
+
+def test_each_equation_records_the_rule_that_staged_it():
+    jaxpr = fgrad.make_jaxpr(fgrad.grad(lambda x: fnp.sum(fnp.tanh(x) * x)))(np.ones(3))
+    sources = {(e.prim.name, e.source) for e in jaxpr.eqns}
+    assert ("tanh", None) in sources                       # the forward pass: no rule
+    assert any(s == "vjp of tanh" for _, s in sources)     # 1 - tanh^2 came from tanh's VJP
+    assert any(s == "vjp of mul" for _, s in sources)
+    tangent = fgrad.make_jaxpr(lambda x: fgrad.jvp(fnp.sin, (x,), (x,))[1])(np.ones(2))
+    assert [(e.prim.name, e.source) for e in tangent.eqns] == [("cos", "jvp of sin"),
+                                                              ("mul", "jvp of sin")]
+
+
+def test_staging_errors_name_the_staging_and_the_ways_out():
+    def f(x):
+        return x if x > 0 else -x
+    with pytest.raises(fgrad.ConcretizationError, match=r"make_jaxpr.*fgrad.numpy.where"):
+        fgrad.make_jaxpr(f)(1.0)
+    with pytest.raises(fgrad.TracerArrayConversionError, match="make_jaxpr"):
+        fgrad.make_jaxpr(lambda x: np.asarray(x))(np.ones(2))
+
+
+def test_values_of_an_outer_transform_are_constants_of_the_program():
+    """vmap(linearize(f)) and grad of a function that stages a closure (the staging trace used
+    to ask NumPy for the rank of an outer tracer, which raised TracerArrayConversionError)."""
+    f = lambda x: fnp.sin(x) * x   # noqa: E731
+    xs = np.linspace(0, 1, 6).reshape(2, 3)
+    got = fgrad.vmap(lambda x: fgrad.linearize(f, x)[1](np.ones(3)))(xs)
+    np.testing.assert_allclose(got, np.cos(xs) * xs + np.sin(xs), rtol=1e-12)
+
+    def staged_closure(w):
+        jaxpr = fgrad.make_jaxpr(lambda x: fnp.sum(x * w))(np.ones(3))
+        assert len(jaxpr.constvars) == 1        # w, a tracer of grad, is a constant here
+        return replay(jaxpr, np.arange(3.0))
+    np.testing.assert_allclose(fgrad.grad(staged_closure)(np.ones(3)), np.arange(3.0))
