@@ -37,8 +37,6 @@ import time
 import numpy as np
 
 import fgrad
-import fgrad.numpy as fnp
-import fnn.functional as F
 import fnn.models
 import foptim
 
@@ -97,9 +95,11 @@ def make_model(args, vocab_size):
 
 
 def lm_loss(model, params, inputs, targets, key=None, train=False):
-    """Mean cross-entropy of the next token: ``-mean log p(targets[b, t] | inputs[b, :t+1])``."""
+    """Mean cross-entropy of the next token: ``-mean log p(targets[b, t] | inputs[b, :t+1])``
+    (``fnn.models.lm_loss`` is ``fnn.functional.cross_entropy`` over the positions, fused;
+    the targets are shifted already)."""
     logits = model.apply(params, inputs, key=key, train=train)          # (B, T, vocab)
-    return F.cross_entropy(fnp.reshape(logits, (-1, logits.shape[-1])), targets.reshape(-1))
+    return fnn.models.lm_loss(logits, targets, shift=False)
 
 
 def _is_bias(path):
