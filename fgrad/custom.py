@@ -367,6 +367,7 @@ class custom_jvp:
                     checked.append(_checked_leaf(rule, "the tangent it returned",
                                                  _path("the output", path), o, t))
             return out_leaves, checked
+        jvp.rule_name, jvp.user_rule = rule, self.jvp_rule   # for fgrad.debug_nans
 
         outs = custom_jvp_call_p.bind(*leaves, fun=fun, jvp=jvp)
         return tree.unflatten(out_store["tree"], outs)

@@ -23,7 +23,10 @@ mode (grad / vjp), in the VJP rule of sqrt; sqrt was applied at ...
 
 How it works: :func:`fgrad.core.bind` hands every primitive to the hook installed here while
 the check is on (``fgrad.core._debug_hook``; ``None`` when off, so the cost when off is one
-global test per ``bind``, which ``benchmarks/bench_overhead`` does not resolve). Every rule's
+global test per ``bind``: measured against the previous ``bind`` in one process, 300-op chains
+of ``benchmarks/bench_overhead`` took 17.01 against 16.96 us/op under ``grad``, 1.50 against
+1.49 us/op with no transform, within noise). When on, ``grad`` costs about five times as much
+per operation (the line of each traced operation is read from the stack). Every rule's
 arithmetic reaches NumPy through ``bind``'s fast path, so checking there covers forward ops,
 VJP rules, JVP rules and batching rules alike; the pass is read from the Python stack only when
 a check fails. Tracing an operation under reverse mode records the user's line for its tape
@@ -93,7 +96,9 @@ class _NanChecker:
         return out
 
     def process(self, trace, prim, args, params):
-        out = trace.process_primitive(prim, args, params)
+        # NumPy's warnings are superseded by the report (rules may run NumPy directly)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = trace.process_primitive(prim, args, params)
         ours = [o for o in (out if prim.multiple_results else (out,))
                 if isinstance(o, core.Tracer) and o._trace is trace]
         if not ours:
@@ -105,7 +110,7 @@ class _NanChecker:
             self.sites[id(node)] = (prim, _user_frame(sys._getframe(1)))
             self._check_backward_of(node)
         elif hasattr(ours[0], "tangent"):                                    # forward mode
-            self._check_tangents(trace, prim, args, ours)
+            self._check_tangents(trace, prim, args, params, ours)
         return out
 
     # Rules may compute a partial derivative with NumPy directly (``0.5 / ans`` for sqrt, when
@@ -129,7 +134,8 @@ class _NanChecker:
         primals, ans, rule = node.primals, node.ans, _rule_name(node)
 
         def backward(g):
-            cts = compute(g)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                cts = compute(g)
             inputs = [*(g if isinstance(g, list) else [g]),
                       *(ans if isinstance(ans, list) else [ans]), *primals]
             for i, ct in enumerate(cts):
@@ -140,7 +146,7 @@ class _NanChecker:
             return cts
         node.backward = backward
 
-    def _check_tangents(self, trace, prim, args, outs):
+    def _check_tangents(self, trace, prim, args, params, outs):
         inputs, labels = [], []
         for i, x in enumerate(args):
             if isinstance(x, core.Tracer) and x._trace is trace:
@@ -149,11 +155,13 @@ class _NanChecker:
             else:
                 inputs.append(x)
                 labels.append(f"operand #{i}")
+        rule = getattr(params.get("jvp"), "rule_name", None) or f"the JVP rule of {prim.name}"
         for o in outs:
             if _creates_nonfinite(o.tangent, inputs):
                 raise FloatingPointError(_report(
-                    self, f"the JVP rule of {prim.name} returned a tangent with", inputs, o.tangent,
-                    labels=labels, where=f"forward mode (jvp / jacfwd), in the JVP rule of {prim.name}"))
+                    self, f"{rule} returned a tangent with", inputs, o.tangent, labels=labels,
+                    where=f"forward mode (jvp / jacfwd), in {rule}",
+                    rule_fn=getattr(params.get("jvp"), "user_rule", None)))
 
 
 class _NodeView:
@@ -289,25 +297,31 @@ def _summary(x):
     return f"{a.dtype.name}{list(a.shape)}: {span}, {bad} not finite{extra}"
 
 
-def _report(checker, what, inputs, out, labels=None, where=None):
+def _report(checker, what, inputs, out, labels=None, where=None, rule_fn=None):
     a = np.asarray(out)
     nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
     found = " and ".join(s for s in (f"{nan} NaN" if nan else "", f"{inf} inf" if inf else "") if s)
+    known = [x for x in inputs if _float_array(x) is not None]
+    if any(_has(np.isinf, x) for x in known):
+        source = "from inputs that hold inf but no NaN"
+    else:
+        source = "from finite inputs"
     frame = sys._getframe(1)
     found_where, site = _context(checker, frame)
     where = ([where] if where else []) + found_where
     lines = [f"fgrad.debug_nans: {what} {found} (of {a.size} values, {a.dtype.name}"
-             f"{list(a.shape)}), from inputs without them",
+             f"{list(a.shape)}), {source}",
              "  in " + ("\n  inside ".join(where) if where else "the forward pass (no transform)")]
     stack = [t.transform_name for t in core._trace_stack]
     if stack:
         lines.append(f"  transforms active (outermost first): {', '.join(stack)}")
     if site is not None:
         lines.append(f"  {site[0].name} was applied (traced) at {_fmt_site(site[1])}")
-        code = getattr(getattr(site[2], "user_rule", None), "__code__", None)
-        if code is not None:
-            lines.append(f"  the rule is {code.co_name}, defined at {code.co_filename}:"
-                         f"{code.co_firstlineno}")
+        rule_fn = rule_fn or getattr(site[2], "user_rule", None)
+    code = getattr(rule_fn, "__code__", None)
+    if code is not None:
+        lines.append(f"  the rule is {code.co_name}, defined at {code.co_filename}:"
+                     f"{code.co_firstlineno}")
     current = _user_frame(frame)
     if current is not None and (site is None or current != site[1]):
         label = "running from" if site is not None else "applied at"
