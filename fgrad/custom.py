@@ -55,6 +55,21 @@ def _describe(x):
     return f"a {type(x).__name__}"
 
 
+def _nondiff(rule, nondiff_argnums, args):
+    """``{position: argument}`` of the ``nondiff_argnums`` (negative ones count from the end),
+    in the order given, or a clear error for positions the call does not have."""
+    nondiff = {}
+    for i in nondiff_argnums:
+        if isinstance(i, bool) or not isinstance(i, int) or not -len(args) <= i < len(args):
+            raise TypeError(f"{rule}: nondiff_argnums={tuple(nondiff_argnums)!r} but the function "
+                            f"was called with {len(args)} positional argument(s)")
+        if i % len(args) in nondiff:
+            raise ValueError(f"{rule}: nondiff_argnums={tuple(nondiff_argnums)!r} names argument "
+                             f"{i % len(args)} twice")
+        nondiff[i % len(args)] = args[i]
+    return nondiff
+
+
 def _flat_fun(fun, in_tree, out_store):
     """``fun`` on flat leaves, returning flat leaves; records the output structure."""
     def flat(*leaves):
@@ -205,7 +220,7 @@ class custom_vjp:
         if self.fwd is None:
             raise TypeError(f"custom_vjp function {self.__name__} has no rule: call "
                             f"{self.__name__}.defvjp(fwd, bwd) first")
-        nondiff = {i: args[i] for i in self.nondiff_argnums}
+        nondiff = _nondiff(f"custom_vjp {self.__name__}", self.nondiff_argnums, args)
         diff_args = tuple(a for i, a in enumerate(args) if i not in nondiff)
 
         def full(dyn):
@@ -231,7 +246,7 @@ class custom_vjp:
 
         def bwd(res, cts):
             ct_tree = tree.unflatten(out_store["tree"], cts)
-            nd = [nondiff[i] for i in self.nondiff_argnums]
+            nd = list(nondiff.values())
             in_cts = self.bwd(*nd, res, ct_tree)
             if not isinstance(in_cts, (tuple, list)) or len(in_cts) != len(diff_args):
                 raise TypeError(f"{rule}: bwd must return a tuple with one cotangent per "
@@ -332,7 +347,7 @@ class custom_jvp:
         if self.jvp_rule is None:
             raise TypeError(f"custom_jvp function {self.__name__} has no rule: decorate one with "
                             f"@{self.__name__}.defjvp")
-        nondiff = {i: args[i] for i in self.nondiff_argnums}
+        nondiff = _nondiff(f"custom_jvp {self.__name__}", self.nondiff_argnums, args)
         diff_args = tuple(a for i, a in enumerate(args) if i not in nondiff)
 
         def full(dyn):
@@ -348,7 +363,7 @@ class custom_jvp:
         def jvp(primal_leaves, tangent_leaves):
             primals = tree.unflatten(in_tree, primal_leaves)
             tangents = tree.unflatten(in_tree, tangent_leaves)
-            nd = [nondiff[i] for i in self.nondiff_argnums]
+            nd = list(nondiff.values())
             result = self.jvp_rule(*nd, tuple(primals), tuple(tangents)) if nd else \
                 self.jvp_rule(tuple(primals), tuple(tangents))
             if not isinstance(result, (tuple, list)) or len(result) != 2:

@@ -157,3 +157,25 @@ def test_custom_jvp_python_float_and_other_precision_tangents_are_converted():
     assert t.dtype == np.float32
     np.testing.assert_allclose(t, np.cos(x), rtol=1e-6)
     np.testing.assert_allclose(fgrad.grad(lambda v: fnp.sum(g(v)))(x), np.cos(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("decorator", [fgrad.custom_vjp, fgrad.custom_jvp], ids=["vjp", "jvp"])
+@pytest.mark.parametrize("argnums, exc, piece", [((2,), TypeError, "2 positional"),
+                                                  ((0, -2), ValueError, "twice"),
+                                                  ((0.5,), TypeError, "nondiff_argnums")],
+                         ids=["out-of-range", "repeated", "float"])
+def test_nondiff_argnums_that_the_call_does_not_have(decorator, argnums, exc, piece):
+    f = decorator(lambda k, x: k * x, nondiff_argnums=argnums)
+    if decorator is fgrad.custom_vjp:
+        f.defvjp(lambda k, x: (k * x, None), lambda k, res, g: (g,))
+    else:
+        f.defjvp(lambda k, p, t: (k * p[0], k * t[0]))
+    with pytest.raises(exc, match=piece):
+        f(2.0, np.ones(2))
+
+
+def test_negative_nondiff_argnums_count_from_the_end():
+    scale = fgrad.custom_jvp(lambda x, k: k * x, nondiff_argnums=(-1,))
+    scale.defjvp(lambda k, p, t: (k * p[0], k * t[0]))
+    assert fgrad.jvp(lambda x: scale(x, 3.0), (2.0,), (1.0,))[1] == 3.0
+    assert fgrad.grad(lambda x: scale(x, 3.0))(2.0) == 3.0

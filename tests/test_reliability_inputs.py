@@ -60,6 +60,38 @@ def test_elementwise_losses_refuse_targets_of_another_shape(name, shapes):
     raises(ValueError, lambda: fgrad.vmap(loss)(np.stack([x, x]), np.stack([y, y])), name)
 
 
+WEIGHTS = [
+    ("nll-class-weight", lambda: F.nll_loss(LOGP, LABELS, weight=np.ones(5)), "weight must have shape (3,)"),
+    ("cross-entropy-class-weight", lambda: F.cross_entropy(LOGP, LABELS, weight=np.ones((3, 1))),
+     "weight must have shape (3,)"),
+    ("multi-margin-class-weight", lambda: F.multi_margin_loss(LOGP, LABELS, weight=np.ones(2)),
+     "weight must have shape (3,)"),
+    ("bce-weight-grows-the-loss", lambda: F.binary_cross_entropy(np.full(4, 0.5), np.ones(4),
+                                                                 weight=np.ones((4, 1))),
+     "weight of shape (4, 1) must broadcast"),
+    ("bce-logits-pos-weight", lambda: F.binary_cross_entropy_with_logits(
+        np.zeros((2, 3)), np.ones((2, 3)), pos_weight=np.ones((2, 2, 3))), "pos_weight"),
+    ("mse-weight", lambda: F.mse_loss(np.ones(4), np.ones(4), weight=np.ones((4, 1))), "weight"),
+    ("huber-delta", lambda: F.huber_loss(np.ones(2), np.ones(2), delta=0.0), "delta must be positive"),
+    ("smooth-l1-beta", lambda: F.smooth_l1_loss(np.ones(2), np.ones(2), beta=-1.0), "beta"),
+]
+LOGP = np.log(np.full((2, 3), 1 / 3))
+LABELS = np.array([0, 2])
+
+
+@pytest.mark.parametrize("call, piece", [row[1:] for row in WEIGHTS], ids=[row[0] for row in WEIGHTS])
+def test_loss_weights_and_parameters_of_the_wrong_shape_or_value(call, piece):
+    raises(ValueError, call, piece)
+
+
+def test_weights_that_broadcast_to_the_input_still_work():
+    got = F.binary_cross_entropy(np.full((2, 3), 0.5), np.ones((2, 3)), weight=np.array([1.0, 2.0, 3.0]))
+    want = TF.binary_cross_entropy(torch.full((2, 3), 0.5, dtype=torch.float64),
+                                   torch.ones(2, 3, dtype=torch.float64),
+                                   weight=torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    np.testing.assert_allclose(got, want.item())
+
+
 def test_a_perfect_prediction_of_shape_n1_is_no_longer_scored_25():
     pred, target = np.arange(4.0).reshape(4, 1), np.arange(4.0)
     with pytest.raises(ValueError, match="mse_loss"):

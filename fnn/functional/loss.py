@@ -56,6 +56,24 @@ def _weighted_reduce(name, loss, weight, reduction):
 # Classification: negative log-likelihood and cross-entropy
 # --------------------------------------------------------------------------------------------
 
+def _check_class_weight(fname, weight, n_classes):
+    if weight is not None and shape_of(weight) != (n_classes,):
+        raise ValueError(f"{fname}: weight must have shape ({n_classes},), one per class, got "
+                         f"{shape_of(weight)}")
+
+
+def _check_broadcasts_to(fname, what, x, shape):
+    """An elementwise ``weight``/``pos_weight`` may broadcast up to the loss's shape (torch
+    expands it), never the loss up to its own: a (N, 1) weight must not make an (N, N) loss."""
+    try:
+        ok = np.broadcast_shapes(shape_of(x), shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{fname}: {what} of shape {shape_of(x)} must broadcast to the input's "
+                         f"shape {tuple(shape)}")
+
+
 def _class_axis(fname, input):
     s = shape_of(input)
     if not s:
@@ -125,6 +143,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     reduction = legacy_reduction(size_average, reduce, reduction)
     check_reduction(fname, reduction)
     class_axis = _class_axis(fname, input)
+    _check_class_weight(fname, weight, shape_of(input)[class_axis])
     _check_index_target(fname, input, target, class_axis, ignore_index)
     return _nll(fname, input, target, weight, ignore_index, reduction, class_axis)[0]
 
@@ -150,8 +169,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     class_axis = _class_axis(fname, input)
     s = shape_of(input)
     n_classes = s[class_axis]
-    if weight is not None and shape_of(weight) != (n_classes,):
-        raise ValueError(f"{fname}: weight must have shape ({n_classes},), got {shape_of(weight)}")
+    _check_class_weight(fname, weight, n_classes)
     logp = log_softmax(input, class_axis)
     class_weight = 1.0 if weight is None else fnp.reshape(weight, (-1,) + (1,) * (len(s) - 1 - class_axis))
     if dtype_of(target).kind == "f":
@@ -265,6 +283,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                              + ("; pass logits to binary_cross_entropy_with_logits" if what == "input" else ""))
     loss = -(target * _clamped_log(input) + (1.0 - target) * _clamped_log(1.0 - input))
     if weight is not None:
+        _check_broadcasts_to(fname, "weight", weight, shape_of(input))
         loss = loss * weight
     return reduce_loss(fname, loss, reduction)
 
@@ -277,9 +296,12 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     fname = "fnn.functional.binary_cross_entropy_with_logits"
     reduction = legacy_reduction(size_average, reduce, reduction)
     check_same_shape(fname, input, target)
+    if pos_weight is not None:
+        _check_broadcasts_to(fname, "pos_weight", pos_weight, shape_of(input))
     log_weight = 1.0 if pos_weight is None else 1.0 + (pos_weight - 1.0) * target
     loss = (1.0 - target) * input + log_weight * _softplus(-input)
     if weight is not None:
+        _check_broadcasts_to(fname, "weight", weight, shape_of(input))
         loss = loss * weight
     return reduce_loss(fname, loss, reduction)
 
@@ -318,6 +340,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     if len(s) not in (1, 2):
         raise ValueError(f"{fname}: expected an input (N, C) or (C,), got shape {s}")
     class_axis = len(s) - 1
+    _check_class_weight(fname, weight, s[class_axis])
     _check_index_target(fname, input, target, class_axis)
     index = fnp.expand_dims(target, class_axis)
     own = fnp.take_along_axis(input, index, class_axis)                 # x_y, kept as (N, 1)
