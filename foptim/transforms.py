@@ -74,9 +74,14 @@ def _cast_like(scalar, x):
     return fnp.astype(scalar, dtype_of(x))
 
 
-def _check_grads(name, updates, what, like):
-    """The incoming updates must be shaped like the state this stage keeps per parameter."""
-    check_like(f"foptim.{name}.update", "updates", updates, f"state.{what}", like,
+def _check_grads(name, updates, state, state_type, what):
+    """The state must be this stage's (not another optimizer's, whose fields may happen to
+    fit), and the incoming updates shaped like the state it keeps per parameter."""
+    if not isinstance(state, state_type):
+        raise TypeError(f"foptim.{name}.update: state must be a {state_type.__name__} (what this "
+                        f"stage's init returns), got a {type(state).__name__}; pass the state "
+                        f"that this optimizer's init returned")
+    check_like(f"foptim.{name}.update", "updates", updates, f"state.{what}", getattr(state, what),
                dtypes=False, note=f"state.{what} is shaped like the params given to init")
 
 
@@ -189,7 +194,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
                                 nu_max=_zeros_like(params) if amsgrad else None)
 
     def update(updates, state, params=None):
-        _check_grads("scale_by_adam", updates, "mu", state.mu)
+        _check_grads("scale_by_adam", updates, state, ScaleByAdamState, "mu")
         count = state.count + 1
         mu = _ema(updates, state.mu, b1)
         nu = _ema(tree.map(lambda g: g * g, updates), state.nu, b2)
@@ -225,7 +230,7 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0
         return ScaleByRmsState(nu=tree.map(lambda p: fnp.full_like(p, initial_scale), params))
 
     def update(updates, state, params=None):
-        _check_grads("scale_by_rms", updates, "nu", state.nu)
+        _check_grads("scale_by_rms", updates, state, ScaleByRmsState, "nu")
         nu = _ema(tree.map(lambda g: g * g, updates), state.nu, decay)
         updates = tree.map(lambda g, v: g / _root(v, eps, eps_in_sqrt), updates, nu)
         return updates, ScaleByRmsState(nu=nu)
@@ -262,7 +267,7 @@ def scale_by_stddev(decay: float = 0.9, eps: float = 1e-8, initial_scale: float 
                                    nu=tree.map(lambda p: fnp.full_like(p, initial_scale), params))
 
     def update(updates, state, params=None):
-        _check_grads("scale_by_stddev", updates, "mu", state.mu)
+        _check_grads("scale_by_stddev", updates, state, ScaleByRStdDevState, "mu")
         mu = _ema(updates, state.mu, decay)
         nu = _ema(tree.map(lambda g: g * g, updates), state.nu, decay)
         updates = tree.map(lambda g, m, v: g / _root(v - m * m, eps, eps_in_sqrt), updates, mu, nu)
@@ -296,7 +301,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.1,
             sum_of_squares=tree.map(lambda p: fnp.full_like(p, initial_accumulator_value), params))
 
     def update(updates, state, params=None):
-        _check_grads("scale_by_rss", updates, "sum_of_squares", state.sum_of_squares)
+        _check_grads("scale_by_rss", updates, state, ScaleByRssState, "sum_of_squares")
         sum_of_squares = tree.map(lambda g, s: s + g * g, updates, state.sum_of_squares)
 
         def precondition(g, s):
@@ -331,7 +336,7 @@ def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> GradientTransformation:
         return ScaleByLionState(mu=_zeros_like(params))
 
     def update(updates, state, params=None):
-        _check_grads("scale_by_lion", updates, "mu", state.mu)
+        _check_grads("scale_by_lion", updates, state, ScaleByLionState, "mu")
         direction = tree.map(lambda g, m: fnp.sign(b1 * m + (1 - b1) * g), updates, state.mu)
         mu = _ema(updates, state.mu, b2)
         return direction, ScaleByLionState(mu=mu)
@@ -370,7 +375,7 @@ def trace(decay: float, nesterov: bool = False, dampening: float = 0.0) -> Gradi
         return TraceState(count=_zero_count(), trace=_zeros_like(params))
 
     def update(updates, state, params=None):
-        _check_grads("trace", updates, "trace", state.trace)
+        _check_grads("trace", updates, state, TraceState, "trace")
         # 1 at the first step, (1 - dampening) afterwards; the old buffer is zero at step one.
         grad_weight = 1 - dampening * (state.count > 0)
         buffer = tree.map(lambda g, b: decay * b + _cast_like(grad_weight, g) * g,
@@ -554,7 +559,7 @@ def multi_steps(inner: GradientTransformation, every_k_schedule,
                                inner_state=inner.init(params), acc_grads=_zeros_like(params))
 
     def update(updates, state, params=None):
-        _check_grads("multi_steps", updates, "acc_grads", state.acc_grads)
+        _check_grads("multi_steps", updates, state, MultiStepsState, "acc_grads")
         n = state.mini_step
         if use_grad_mean:
             # The running mean after n + 1 gradients: a + (g - a) / (n + 1).

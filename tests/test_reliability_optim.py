@@ -174,3 +174,15 @@ def test_join_schedules_with_sorted_boundaries_and_schedules_of_traced_counts():
     assert [float(s(c)) for c in (0, 5, 9)] == [1.0, 3.0, 3.0]
     lr = foptim.exponential_decay(1.0, 2, 0.5)
     np.testing.assert_allclose(fgrad.vmap(lr)(np.arange(3)), [1.0, 0.5 ** 0.5, 0.5])
+
+
+@pytest.mark.parametrize("ours, theirs", [("lion", "adamw"), ("sgd_momentum", "adam"),
+                                          ("rmsprop", "adagrad"), ("adam", "sgd")],
+                         ids=["adamw-state-for-lion", "adam-state-for-sgd", "adagrad-for-rmsprop",
+                              "sgd-state-for-adam"])
+def test_the_state_of_another_optimizer_is_refused(ours, theirs):
+    """adamw's state has as many stages as lion's, and a mu shaped like the params: without a
+    check lion would silently run on adam's first moment."""
+    opt, other = OPTIMIZERS[ours](), OPTIMIZERS[theirs]()
+    with pytest.raises((TypeError, ValueError), match="state"):
+        opt.update(PARAMS, other.init(PARAMS), PARAMS)
