@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 import fgrad
+import fgrad.numpy as fnp
 import fnn.models
 import foptim
 
@@ -146,7 +147,7 @@ def make_train_step(model, optimizer, accum=1):
     def train_step(params, opt_state, inputs, targets, key):
         loss, grads = 0.0, None
         keys = [None] * accum if key is None else fgrad.random.split(key, accum)
-        for x, y, k in zip(np.split(inputs, accum), np.split(targets, accum), keys):
+        for x, y, k in zip(fnp.split(inputs, accum), fnp.split(targets, accum), keys):
             micro_loss, micro_grads = loss_and_grad(params, x, y, k)
             loss = loss + micro_loss / accum
             grads = fgrad.tree.map(lambda g: g / accum, micro_grads) if grads is None else \
