@@ -273,10 +273,13 @@ def _read_member(archive, info, path):
             version = np.lib.format.read_magic(member)
             if version == (1, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
-            elif version == (2, 0):
+            elif version in ((2, 0), (3, 0)):
+                # 3.0 differs from 2.0 only in encoding field names as UTF-8, not latin-1:
+                # the shape and the item size checked here come out the same
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
             else:
-                shape, fortran, dtype = np.lib.format._read_array_header(member, version)
+                raise _fail(path, f"member {name!r} is in .npy format version {version}, "
+                                  f"which NumPy does not define")
             header_size = member.tell()
         if dtype.hasobject:
             raise _fail(path, f"member {name!r} holds Python objects ({dtype}), which would need "

@@ -268,3 +268,22 @@ def test_saving_through_a_symlink_writes_the_file_it_points_to(tmp_path, suffix)
     dangling.symlink_to(tmp_path / "real" / f"new{suffix}")
     fnn.io.save(dangling, {"w": np.ones(1)})
     assert dangling.is_symlink() and (tmp_path / "real" / f"new{suffix}").is_file()
+
+
+def test_npy_members_of_every_format_version_load(tmp_path):
+    structured = np.zeros(3, dtype=[("é", "<f8"), ("n", "<i4")])      # needs version 3.0
+    members = {}
+    for version, value in (((1, 0), np.arange(3.0)), ((2, 0), np.ones((2, 2))), ((3, 0), structured)):
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, value, version=version)
+        members[f"v{version[0]}.npy"] = buf.getvalue()
+    path = tmp_path / "versions.npz"
+    path.write_bytes(_npz(members))
+    loaded = fnn.io.load(path)
+    np.testing.assert_array_equal(loaded["v1"], np.arange(3.0))
+    assert loaded["v3"].dtype == structured.dtype
+    bad = bytearray(members["v1.npy"])
+    bad[6:8] = bytes([9, 9])                                           # version 9.9
+    path.write_bytes(_npz({"a.npy": bytes(bad)}))
+    with pytest.raises(CheckpointError, match=r"version \(9, 9\)"):
+        fnn.io.load(path)
