@@ -14,6 +14,16 @@ functions, so every transform meets it like any other primitive:
 * ``checkpoint(f)`` is a ``custom_vjp`` whose forward pass saves only the inputs and whose
   backward pass recomputes ``f`` under ``vjp``: memory for the intermediates is traded for one
   more forward pass.
+
+What the user's rules return is checked, as JAX does, since a wrong structure or shape would
+otherwise be zipped, broadcast or dropped into a silently wrong derivative: ``bwd`` returns one
+cotangent per differentiable argument with that argument's tree structure (``None`` stands for
+a zero cotangent of a leaf or a whole subtree), each leaf of its argument's shape and a real
+float dtype; a ``custom_jvp`` rule returns ``(primal_out, tangent_out)`` with tangents of the
+output's structure and shapes. Errors name the rule, the argument path and both shapes. Other
+float precisions and Python scalars are converted (JAX raises for the former; fgrad's NumPy
+promotion makes float64 results of correct float32 rules common, and the conversion loses
+nothing a float32 derivative keeps).
 """
 from __future__ import annotations
 
