@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 
 import fgrad.numpy as fnp
-from fgrad.core import Tracer, dtype_of, shape_of
+from fgrad.core import dtype_of, shape_of
 
 import numpy as np
 
@@ -278,9 +278,9 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         values = _known_values(x)
         if values is not None and values.size and not ((values >= 0) & (values <= 1)).all():
             bad = values[~((values >= 0) & (values <= 1))].ravel()[:5].tolist()
+            hint = "; pass logits to binary_cross_entropy_with_logits" if what == "input" else ""
             raise ValueError(f"{fname}: every element of the {what} must be a probability in "
-                             f"[0, 1] (as torch requires), got {bad}"
-                             + ("; pass logits to binary_cross_entropy_with_logits" if what == "input" else ""))
+                             f"[0, 1] (as torch requires), got {bad}{hint}")
     loss = -(target * _clamped_log(input) + (1.0 - target) * _clamped_log(1.0 - input))
     if weight is not None:
         _check_broadcasts_to(fname, "weight", weight, shape_of(input))
