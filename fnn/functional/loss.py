@@ -11,7 +11,9 @@ Shapes: an elementwise loss needs ``target`` of exactly the input's shape and ra
 broadcasting, which turns a ``(N, 1)`` prediction and a ``(N,)`` target into an ``(N, N)`` loss;
 that is never what was meant, so here it is an error. Values that can only be mistakes (class
 indices out of range, probabilities outside [0, 1]) raise too, wherever the values are known:
-outside transforms, under ``grad``/``jvp`` and under an eager ``vmap`` (not under staging).
+outside transforms, under ``grad``/``jvp`` and under an eager ``vmap``. Under staging
+(``make_jaxpr``, ``jit``) values are unknown and, as in JAX under ``jit``, not checked: a
+negative class index is then read from the end of the class axis when the program runs.
 
 Numerical stability: log-probabilities come from ``log_softmax`` (a log-sum-exp with the
 maximum taken out), and the logistic losses use ``max(z, 0) + log1p(exp(-|z|))``, so logits of

@@ -35,8 +35,10 @@ def _known_values(x):
     Outside transforms and under ``grad``/``jvp`` that is ``x``'s own value; under an eager
     ``vmap`` it is the whole batch (``BatchTracer.val``), whose values are each example's, so
     a check that raises outside ``vmap`` raises inside it too. Under staging (``make_jaxpr``,
-    ``jit``) values are not known and this is ``None``: the checks are skipped there, and an
-    out-of-range id behaves as the gather does (as in JAX, where a jitted lookup clamps).
+    ``jit``) values are not known and this is ``None``: the checks are skipped, as JAX skips
+    them under ``jit``, and a bad id then behaves as NumPy's gather does when the program
+    runs (an id past the end raises ``IndexError``; a negative one counts from the end, where
+    JAX would clamp it to 0).
     """
     while isinstance(x, Tracer):
         value = x.concrete_value()
@@ -67,7 +69,9 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
 
     Out-of-range ids raise ``IndexError`` outside transforms, under ``grad`` and under an eager
     ``vmap`` alike (negative ids are never counted from the end); under staging
-    (``make_jaxpr``, ``jit``) the ids are not known and are not checked.
+    (``make_jaxpr``, ``jit``) the ids are not known and are not checked: running the staged
+    program, an id past the end raises NumPy's ``IndexError`` and a negative one counts from
+    the end (JAX's jitted gather clamps instead).
     """
     fname = "fnn.functional.embedding"
     w_shape = shape_of(weight)
