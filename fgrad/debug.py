@@ -35,8 +35,10 @@ node, which the backward pass's message reports.
 As in JAX, the check runs eagerly, operation by operation: a ``where`` that computes
 ``log(x)`` for every ``x`` and keeps only the positive ones raises on the discarded
 ``log(0)``; write ``fnp.log(fnp.where(x > 0, x, 1.0))`` inside the ``where`` instead (that
-also keeps the gradient finite). Programs that do not run through ``bind`` (a ``jit``-compiled
-function replaying generated NumPy code) are not checked.
+also keeps the gradient finite). A ``jit``-compiled function runs eagerly while the check is on
+(as JAX re-runs a jitted function op by op), so that every operation is seen. Turn the check on
+around the forward and the backward pass together: a tape recorded while it was off has no
+recorded lines, and its rules' NumPy partials are not checked.
 """
 from __future__ import annotations
 

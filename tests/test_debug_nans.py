@@ -262,3 +262,13 @@ def test_environment_variable_turns_it_on_for_a_process():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, cwd=os.path.dirname(os.path.dirname(HERE)))
     assert out.stdout.strip() == "", out.stdout
+
+
+@pytest.mark.skipif(not hasattr(fgrad, "jit"), reason="fgrad.jit not built yet")
+def test_a_jitted_function_is_checked_op_by_op():
+    compiled = fgrad.jit(log_loss)
+    assert compiled(np.ones(2)) == 0.0                   # compiled and cached while off
+    message = nan_error(lambda: compiled(np.array([1.0, -1.0])))
+    assert_pieces(message, "log produced 1 NaN", line_of("log"))
+    message = nan_error(lambda: fgrad.jit(fgrad.grad(sqrt_loss))(np.array([1.0, 0.0])))
+    assert_pieces(message, "the VJP rule of sqrt", line_of("sqrt"))
