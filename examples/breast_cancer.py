@@ -11,8 +11,8 @@ set's statistics. Two models output one logit ``s`` per tumour, ``p(benign) = si
 * an MLP, ``s = w2 relu(W1 x + b1) + b2`` with ``--hidden`` units.
 
 Both minimise the binary cross-entropy ``-[y log sigmoid(s) + (1 - y) log sigmoid(-s)]``
-(``fnn.functional.binary_cross_entropy_with_logits``, stable for any ``s``) by Adam, through
-the pure step of ``examples.common.make_step``. A tumour is called benign when ``s > 0``.
+(``fnn.functional.binary_cross_entropy_with_logits``, stable for any ``s``) by Adam, in a
+pure step written out in :func:`run`. A tumour is called benign when ``s > 0``.
 """
 from __future__ import annotations
 
@@ -78,11 +78,17 @@ def run(args):
         params = model.init(init_key)
         optimizer = foptim.adam(args.lr)
         loss = make_loss(model)
+        loss_and_grad = fgrad.value_and_grad(loss, has_aux=True)
+
+        def step(params, opt_state, batch, key):
+            """One Adam step on a batch: the loss's gradient, the update, the new params."""
+            (value, aux), grads = loss_and_grad(params, batch, key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return foptim.apply_updates(params, updates), opt_state, {"loss": value, **aux}
 
         metrics = common.loss_metrics(loss)
-
         params, _, histories[kind] = common.train_loop(
-            common.make_step(loss, optimizer), params, optimizer.init(params),
+            step, params, optimizer.init(params),
             (x_train, data.y_train), epochs=args.epochs, batch_size=args.batch_size,
             key=train_key, desc=kind, eval_every=max(1, args.epochs // 10),
             eval_fn=lambda p: metrics(p, (x_test, data.y_test)))

@@ -1,37 +1,37 @@
-"""What every example shares: one pure training step, evaluation, a training loop with a
-progress bar, loss/accuracy curves, and the command-line flags.
+"""What the examples share that is not the research: flags, data, the loop's bookkeeping, plots.
 
-One shape of training for every model
--------------------------------------
-A model is a pure function of a params pytree, an optimizer a pure ``(init, update)`` pair
-from ``foptim``. A training step is then a pure function too::
+Each example is a research script to read top to bottom: its model, its loss, its
+``fgrad.value_and_grad`` and its optimizer update are written in the example itself, a few
+lines each::
 
-    step(params, opt_state, batch, key) -> (params, opt_state, metrics)
+    loss_and_grad = fgrad.value_and_grad(loss, has_aux=True)
 
-:func:`make_step` builds it from a loss function with ``fgrad.value_and_grad(...,
-has_aux=True)``: the loss returns ``(loss, metrics)``, the gradient goes through the optimizer,
-and the new params, the new optimizer state and ``{"loss": loss, **metrics}`` come back.
-Nothing is mutated; ``key`` (an ``fgrad.random`` key) is the step's only randomness
-(dropout masks, DP-SGD's noise), so a run is a function of its seed.
+    def step(params, opt_state, batch, key):
+        (value, metrics), grads = loss_and_grad(params, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return foptim.apply_updates(params, updates), opt_state, {"loss": value, **metrics}
 
-Models with state
------------------
-BatchNorm's running statistics change in the forward pass but are not trained. They travel
-beside the weights, explicitly: with ``make_step(loss_fn, optimizer, has_state=True)`` the
-step's ``params`` is the pair ``(weights, state)``, the loss is
-``loss_fn(weights, state, batch, key) -> (loss, (metrics, new_state))``, the gradient is taken
-with respect to ``weights`` only, the optimizer sees only ``weights`` (so
-``opt_state = optimizer.init(weights)``), and the step returns ``(new_weights, new_state)``.
+This module keeps only what is incidental to the model:
 
-The rest
---------
-:func:`evaluate` averages metrics over a dataset in batches; :func:`train_loop` runs epochs of
-steps over shuffled batches (``fnn.data.batches`` with an ``fgrad.random`` key) with a tqdm
-progress bar and evaluates every few epochs; :func:`save_curves` plots the history with
-matplotlib; :func:`make_parser` gives every example the same flags (``--seed``, ``--epochs``,
-``--batch-size``, ``--lr``, ``--out-dir``, ``--quick``, ``--threads``, ``--train-size``,
-``--test-size``); :func:`load_images` reads MNIST, Fashion-MNIST or CIFAR-10 through
-``examples.datasets``. tqdm, matplotlib and threadpoolctl are the optional ``examples`` extra
+* :func:`train_loop` takes such a ``step(params, opt_state, batch, key) -> (params,
+  opt_state, metrics)`` and does the mechanics: epochs of shuffled batches (``fnn.data.batches``
+  with an ``fgrad.random`` key, one subkey per step), a tqdm progress bar with the running
+  means, evaluation every few epochs, and the history of every metric;
+* :func:`evaluate` averages metrics over a data set in batches; :func:`accuracy` and
+  :func:`loss_metrics` are the metric helpers;
+* :func:`save_curves` plots the history with matplotlib, :func:`finish` writes ``curves.png``
+  and ``metrics.json`` to the run folder and prints the result;
+* :func:`make_parser` gives every example the same flags (``--seed``, ``--epochs``,
+  ``--batch-size``, ``--lr``, ``--out-dir``, ``--quick``, ``--threads``, ``--train-size``,
+  ``--test-size``); :func:`load_images` reads MNIST, Fashion-MNIST or CIFAR-10 through
+  ``examples.datasets``.
+
+Nothing is mutated; a step's ``key`` is its only randomness (dropout masks, DP-SGD's noise), so
+a run is a function of its seed. A model with state (BatchNorm's running statistics) carries
+the pair ``(weights, state)`` through its step: see ``examples.mnist_mlp --batchnorm`` and
+``examples.resnet``.
+
+tqdm, matplotlib and threadpoolctl are the optional ``examples`` extra
 (``pip install -e ".[examples]"``); a missing one is an error that says so.
 """
 from __future__ import annotations
@@ -49,10 +49,9 @@ import numpy as np
 import fgrad
 import fgrad.numpy as fnp
 import foptim
-import fnn.functional as F
 from fnn.data import batches, num_batches
 
-__all__ = ["make_step", "accuracy", "evaluate", "train_loop", "save_curves", "plot_curves",
+__all__ = ["make_step", "accuracy", "loss_metrics", "evaluate", "train_loop", "save_curves", "plot_curves",
            "make_parser", "parse", "blas_threads", "add_data_flags", "load_images", "subset",
            "finish", "format_seconds", "require"]
 
@@ -72,11 +71,15 @@ def require(module, purpose):
 
 
 # --------------------------------------------------------------------------------------------
-# The step, evaluation, metrics
+# Metrics and evaluation (and the step, for code outside the examples)
 # --------------------------------------------------------------------------------------------
 
 def make_step(loss_fn, optimizer, *, has_state=False):
     """The pure training step ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
+
+    The examples write this step out themselves (see the module docstring); this function is
+    the same step in one place, for code outside the examples that wants it
+    (``tests/test_mnist_cnn_vs_torch.py`` checks it against torch).
 
     ``loss_fn(params, batch, key) -> (loss, metrics)``: a real scalar and a dict of scalars
     (e.g. ``{"accuracy": ...}``). ``optimizer``: an ``foptim`` optimizer whose state is
@@ -119,16 +122,6 @@ def accuracy(logits, labels):
     return fnp.mean(fnp.astype(fnp.argmax(logits, axis=-1) == labels, np.float64))
 
 
-def classification_loss(model):
-    """``loss(params, batch, key=None) -> (mean cross-entropy, {"accuracy": ...})`` for a model
-    without state or randomness (``key`` is unused), in the form :func:`make_step` takes."""
-    def loss(params, batch, key=None):
-        x, y = batch
-        logits = model.apply(params, x)
-        return F.cross_entropy(logits, y), {"accuracy": accuracy(logits, y)}
-    return loss
-
-
 def loss_metrics(loss):
     """``metrics(params, batch) -> {"loss": value, **aux}`` from a ``loss(params, batch) -> (value,
     aux)`` as the examples write them: the metrics function ``evaluate`` averages."""
@@ -160,7 +153,11 @@ def evaluate(metrics_fn, params, arrays, batch_size):
 
 def train_loop(step, params, opt_state, train_arrays, *, epochs, batch_size, key,
                eval_fn=None, eval_every=1, desc="train"):
-    """Run ``epochs`` epochs of ``step`` over shuffled batches of ``train_arrays``.
+    """Run ``epochs`` epochs of the example's ``step`` over shuffled batches of ``train_arrays``.
+
+    ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)`` is the example's own
+    pure training step (its ``value_and_grad`` and optimizer update); this function only feeds
+    it batches and keys and keeps the books.
 
     Each epoch draws a new order with its own subkey (``fnn.data.batches(..., key=...)``,
     dropping the last incomplete batch) and gives each step its own subkey. One tqdm bar

@@ -14,7 +14,7 @@ then a hidden fully connected layer and the classifier::
 It is an ``fnn.Sequential``: its params are the ``state_dict`` of the same ``torch.nn.Sequential``
 (``tests/test_mnist_cnn_vs_torch.py`` checks a whole training step against torch). Training is
 Adam on the mean cross-entropy with a cosine-decayed learning rate, by the pure step of
-``examples.common.make_step``. Inputs are standardised with the training set's mean and
+:func:`make_step`: ``fgrad.value_and_grad`` of the loss, then ``optimizer.update``. Inputs are standardised with the training set's mean and
 standard deviation per channel.
 
 One file serves the three image sets (``--dataset``) because only the loader differs: the
@@ -27,6 +27,7 @@ import numpy as np
 
 import fgrad
 import fnn
+import fnn.functional as F
 import foptim
 from fnn.data import standardize
 
@@ -59,7 +60,26 @@ def build_model(in_channels=1, image_size=28, channels=(16, 32), hidden=128, num
     return fnn.Sequential(*layers)
 
 
-make_loss = common.classification_loss   # the network is deterministic: no state, no key
+def make_loss(model):
+    """``loss(params, batch, key=None) -> (mean cross-entropy, {"accuracy": ...})``; the network
+    is deterministic (no state, no dropout), so ``key`` is unused."""
+    def loss(params, batch, key=None):
+        x, y = batch
+        logits = model.apply(params, x)
+        return F.cross_entropy(logits, y), {"accuracy": common.accuracy(logits, y)}
+    return loss
+
+
+def make_step(loss, optimizer):
+    """The pure training step ``step(params, opt_state, batch, key) -> (params, opt_state,
+    metrics)``: the loss and its gradient in one pass, the optimizer's update, the new params."""
+    loss_and_grad = fgrad.value_and_grad(loss, has_aux=True)
+
+    def step(params, opt_state, batch, key):
+        (value, aux), grads = loss_and_grad(params, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return foptim.apply_updates(params, updates), opt_state, {"loss": value, **aux}
+    return step
 
 
 def make_parser():
@@ -88,11 +108,10 @@ def run(args):
     steps = args.epochs * (len(x_train) // args.batch_size)
     optimizer = foptim.adam(foptim.cosine_decay_schedule(args.lr, max(steps, 1)))
     loss = make_loss(model)
-
     metrics = common.loss_metrics(loss)
 
     params, _, history = common.train_loop(
-        common.make_step(loss, optimizer), params, optimizer.init(params),
+        make_step(loss, optimizer), params, optimizer.init(params),
         (x_train, data.y_train), epochs=args.epochs, batch_size=args.batch_size, key=key,
         eval_fn=lambda p: common.evaluate(metrics, p, (x_test, data.y_test), 1000))
     final = {"test_accuracy": history["eval"]["accuracy"][-1], "test_loss": history["eval"]["loss"][-1]}

@@ -10,8 +10,8 @@ The 28x28 images are flattened to 784 inputs and go through fully connected laye
 
 trained by Adam on the mean cross-entropy with a cosine-decayed learning rate. With
 ``--batchnorm`` the model has state, BatchNorm's running means and variances: the training
-step carries the pair ``(weights, state)`` (``make_step(..., has_state=True)`` in
-``examples.common``), the statistics of each batch normalise it during training, and the
+step carries the pair ``(weights, state)`` (:func:`make_step`: only ``weights`` are
+differentiated and given to the optimizer), the statistics of each batch normalise it during training, and the
 running statistics normalise the test set.
 """
 from __future__ import annotations
@@ -47,15 +47,47 @@ def build_model(hidden=(256, 128), batchnorm=False, inputs=784, num_classes=10, 
 
 
 def make_loss(model):
-    """The loss for :func:`common.make_step`: ``loss(params, batch, key)`` for a model without
-    state, ``loss(weights, state, batch, key)`` (returning the new state) for one with."""
+    """The mean cross-entropy and the accuracy: ``loss(params, batch, key) -> (loss, metrics)``
+    for a model without state, ``loss(weights, state, batch, key) -> (loss, (metrics,
+    new_state))`` for one with (BatchNorm in training mode: the batch's statistics normalise,
+    the running ones are updated)."""
     if model.has_state:
         def loss_with_state(weights, state, batch, key=None):
             x, y = batch
             logits, new_state = model.apply(weights, x, state=state, train=True)
             return F.cross_entropy(logits, y), ({"accuracy": common.accuracy(logits, y)}, new_state)
         return loss_with_state
-    return common.classification_loss(model)
+
+    def loss(params, batch, key=None):
+        x, y = batch
+        logits = model.apply(params, x)
+        return F.cross_entropy(logits, y), {"accuracy": common.accuracy(logits, y)}
+    return loss
+
+
+def make_step(model, optimizer):
+    """The pure training step ``step(params, opt_state, batch, key) -> (params, opt_state,
+    metrics)``: ``value_and_grad`` of :func:`make_loss`, then the optimizer's update.
+
+    With BatchNorm, ``params`` is the pair ``(weights, state)``: the gradient is taken with
+    respect to ``weights`` only, the optimizer sees only ``weights``, and the new running
+    statistics come back beside the new weights.
+    """
+    loss_and_grad = fgrad.value_and_grad(make_loss(model), has_aux=True)
+
+    if not model.has_state:
+        def step(params, opt_state, batch, key):
+            (loss, aux), grads = loss_and_grad(params, batch, key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return foptim.apply_updates(params, updates), opt_state, {"loss": loss, **aux}
+        return step
+
+    def step_with_state(params, opt_state, batch, key):
+        weights, state = params
+        (loss, (aux, state)), grads = loss_and_grad(weights, state, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, weights)
+        return (foptim.apply_updates(weights, updates), state), opt_state, {"loss": loss, **aux}
+    return step_with_state
 
 
 def make_parser():
@@ -95,7 +127,7 @@ def run(args):
         return {"loss": F.cross_entropy(logits, y), "accuracy": common.accuracy(logits, y)}
 
     params, _, history = common.train_loop(
-        common.make_step(make_loss(model), optimizer, has_state=model.has_state), params,
+        make_step(model, optimizer), params,
         optimizer.init(weights), (x_train, data.y_train), epochs=args.epochs,
         batch_size=args.batch_size, key=key,
         eval_fn=lambda p: common.evaluate(metrics, p, (x_test, data.y_test), 2000))

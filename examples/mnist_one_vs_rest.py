@@ -21,7 +21,7 @@ the params and over the class index ``c`` while sharing the batch::
 The params are ten classifiers stacked (``fgrad.vmap(model.init)(keys)``: weight
 ``(10, 1, 784)``), and the total loss is ``losses.sum()``. Since classifier ``c``'s params
 appear only in ``losses[c]``, the gradient of the sum holds each classifier's own gradient, so
-one ``value_and_grad`` step (``examples.common.make_step``) trains all ten at once, as ten
+one ``value_and_grad`` step (written out in :func:`run`) trains all ten at once, as ten
 separate Python loops would, but as batched array operations. ``--hidden`` makes each
 classifier a one-hidden-layer MLP instead of a linear model.
 """
@@ -116,11 +116,17 @@ def run(args):
         steps = args.epochs * (len(x_train) // args.batch_size)
         optimizer = foptim.adam(foptim.cosine_decay_schedule(args.lr, max(steps, 1)))
         loss = make_loss(classifier, kind, num_classes)
+        loss_and_grad = fgrad.value_and_grad(loss, has_aux=True)
+
+        def step(params, opt_state, batch, key):
+            """One Adam step of all ten classifiers: one gradient of the summed losses."""
+            (value, aux), grads = loss_and_grad(params, batch, key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return foptim.apply_updates(params, updates), opt_state, {"loss": value, **aux}
 
         metrics = common.loss_metrics(loss)
-
         params, _, histories[kind] = common.train_loop(
-            common.make_step(loss, optimizer), params, optimizer.init(params),
+            step, params, optimizer.init(params),
             (x_train, data.y_train), epochs=args.epochs, batch_size=args.batch_size,
             key=train_key, desc=kind,
             eval_fn=lambda p: common.evaluate(metrics, p, (x_test, data.y_test), 2000))

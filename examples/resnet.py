@@ -30,7 +30,8 @@ convolution with stride 2 and BatchNorm (the paper's option B). ``--width`` is `
 the depth is ``6 n + 2``. Training is AdamW with a linear warm-up and cosine decay.
 
 BatchNorm's running statistics are state: the model's apply takes ``state`` and returns the new
-one, and the training step carries the pair ``(weights, state)`` (see ``examples.common``).
+one, and the training step (:func:`make_step`) carries the pair ``(weights, state)``: the
+gradient is taken with respect to the weights only, and the new statistics ride beside them.
 Evaluation uses the running statistics (``train=False``).
 
 Fashion-MNIST's 28x28 images are zero-padded to 32x32 (``load_fashion_mnist(pad_to=32)``),
@@ -139,6 +140,21 @@ def make_loss(model):
     return loss
 
 
+def make_step(loss, optimizer):
+    """The pure training step ``step((weights, state), opt_state, batch, key) -> ((weights,
+    state), opt_state, metrics)``: ``value_and_grad`` of ``loss`` with respect to the weights
+    (BatchNorm's statistics are not trained), AdamW's update of the weights, and the new
+    running statistics from the forward pass."""
+    loss_and_grad = fgrad.value_and_grad(loss, has_aux=True)
+
+    def step(params, opt_state, batch, key):
+        weights, state = params
+        (value, (aux, state)), grads = loss_and_grad(weights, state, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, weights)
+        return (foptim.apply_updates(weights, updates), state), opt_state, {"loss": value, **aux}
+    return step
+
+
 def make_parser():
     parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=2, batch_size=64, lr=3e-3)
     common.add_data_flags(parser, default="fashion_mnist")
@@ -176,7 +192,7 @@ def run(args):
         return {"loss": F.cross_entropy(logits, y), "accuracy": common.accuracy(logits, y)}
 
     params, _, history = common.train_loop(
-        common.make_step(make_loss(model), optimizer, has_state=True), (weights, state),
+        make_step(make_loss(model), optimizer), (weights, state),
         optimizer.init(weights), (x_train, data.y_train), epochs=args.epochs,
         batch_size=args.batch_size, key=key,
         eval_fn=lambda p: common.evaluate(metrics, p, (x_test, data.y_test), 500))
