@@ -16,11 +16,12 @@ from .errors import (ConcretizationError, FgradError, MissingRuleError,
                      TracerArrayConversionError, TransformError, UnexpectedTracerError)
 from . import random, testing  # noqa: F401
 from .jit import ShapeDtypeStruct, eval_shape, jit
+from . import lax  # noqa: F401  (after api: it re-exports stop_gradient)
 
 __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "vmap", "jacfwd", "jacrev",
            "hessian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat",
-           "make_jaxpr", "debug_nans", "numpy", "random", "tree", "testing", "FgradError",
+           "make_jaxpr", "debug_nans", "lax", "numpy", "random", "tree", "testing", "FgradError",
            "UnexpectedTracerError", "TracerArrayConversionError", "ConcretizationError",
            "MissingRuleError", "TransformError"]

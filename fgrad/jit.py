@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import keyword
 import linecache
 import math
@@ -386,12 +387,32 @@ def _build(name, jaxpr, out_tree, donated_vars, serial):
     jaxpr, stats = optimize(jaxpr)
     reuse = plan_buffer_reuse(jaxpr, donated_vars)
     source, env = generate_source(jaxpr, reuse, name)
-    filename = f"<fgrad.jit {name} #{serial}>"
+    run = _exec(source, env, f"<fgrad.jit {name} #{serial}>")
+    return _Compiled(run, out_tree, jaxpr, source, stats, reuse, donated_vars)
+
+
+def _exec(source, env, filename):
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {}
     exec(compile(source, filename, "exec"), namespace)   # noqa: S102 - our own generated code
-    run = namespace["_make"](**env)
-    return _Compiled(run, out_tree, jaxpr, source, stats, reuse, donated_vars)
+    return namespace["_make"](**env)
+
+
+_BODY_SERIAL = itertools.count()
+
+
+def compile_program(jaxpr, name="body"):
+    """``(run, source)`` for a closed program (no constvars): the body of a control-flow
+    primitive, optimised and generated as jit does a whole function, compiled once and cached
+    on the program object (eager ``fgrad.lax`` calls and every jit that contains the program
+    share it). ``run(*inputs)`` returns the list of outputs."""
+    compiled = getattr(jaxpr, "_compiled", None)
+    if compiled is None:
+        program, _ = optimize(jaxpr)
+        source, env = generate_source(program, plan_buffer_reuse(program), name)
+        run = _exec(source, env, f"<fgrad.jit {name} #{next(_BODY_SERIAL)}>")
+        compiled = jaxpr._compiled = (run, source)
+    return compiled
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,6 +427,7 @@ class _Emitter:
 
     def __init__(self, jaxpr):
         self.env = {"np": np}
+        self.subprograms = []   # (bound name, source) of the compiled bodies of control flow
         self.names = {}
         for v, n in jaxpr.names().items():
             self.names[v] = n + "_" if (keyword.iskeyword(n) or n in _RESERVED) else n
@@ -540,6 +562,10 @@ def generate_source(jaxpr, reuse, name="f"):
     for i, e in enumerate(jaxpr.eqns):
         ins = [em.atom(a) for a in e.inputs]
         outs = [em.names[o] for o in e.outs]
+        control = _CONTROL_FLOW.get(e.prim.name)
+        if control is not None and e.prim.multiple_results:
+            body.extend("        " + line for line in control(e, ins, outs, em, i))
+            continue
         out_into = ins[reuse[i]] if i in reuse else None
         lhs = ", ".join(outs) + ("," if e.prim.multiple_results and len(outs) == 1 else "")
         if e.prim.multiple_results and not outs:
@@ -555,8 +581,89 @@ def generate_source(jaxpr, reuse, name="f"):
     if const_names:
         header.append(f"        # constants: {', '.join(const_names)}")
     ret = f"        return [{', '.join(rets)}]"
-    source = "\n".join(header + body + [ret, f"    return {fn_name}", ""])
+    listing = []
+    for bound, sub in em.subprograms:
+        listing.append(f"# {bound}: compiled separately from its own staged program:")
+        listing.extend(("#   " + line).rstrip() for line in sub.rstrip().splitlines())
+    source = "\n".join(header + body + [ret, f"    return {fn_name}", ""] + listing
+                       + ([""] if listing else []))
     return source, dict(em.env)
+
+
+# --------------------------------------------------------------------------------------------
+# control flow (fgrad.lax): Python loops over a compiled body
+# --------------------------------------------------------------------------------------------
+#
+# Each body program is compiled on its own (compile_program: the same passes and generator) and
+# called from a loop written into the enclosing function; its source is listed, commented, at
+# the end of the enclosing source. Loop variables are named ``__c<eqn>_<k>`` and alike: program
+# variables are lower-case letters and bound objects ``_<hint><n>``, so they never collide.
+
+def _subprogram(em, jaxpr, hint):
+    run, source = compile_program(jaxpr, hint)
+    bound = em.bind(run, hint)
+    if all(b != bound for b, _ in em.subprograms):
+        em.subprograms.append((bound, source))
+    return bound
+
+
+def _targets(names):
+    """The left-hand side of an assignment of a list of ``len(names)`` values."""
+    return "_" if not names else ", ".join(names) + ","
+
+
+def _scan_lines(e, ins, outs, em, i):
+    p = e.params
+    nc, ncar, n = p["num_consts"], p["num_carry"], p["length"]
+    body = _subprogram(em, p["jaxpr"], "scan_body")
+    consts, init, xs = ins[:nc], ins[nc:nc + ncar], ins[nc + ncar:]
+    carry = [f"__c{i}_{k}" for k in range(ncar)]
+    ys = [f"__y{i}_{k}" for k in range(len(outs) - ncar)]
+    step_ys = [f"__t{i}_{k}" for k in range(len(ys))]
+    it = f"__i{i}"
+    lines = [f"# scan[length={n} reverse={p['reverse']}]: a loop over {body} (listed below)"]
+    if carry:
+        lines.append(f"{_targets(carry)} = {_targets(init)}")
+    for y, o in zip(ys, e.outs[ncar:]):
+        lines.append(f"{y} = np.empty({em.value(o.aval.shape)}, {em.value(o.aval.dtype)})")
+    steps = f"range({n - 1}, -1, -1)" if p["reverse"] else f"range({n})"
+    args = consts + carry + [f"{x}[{it}]" for x in xs]
+    lines.append(f"for {it} in {steps}:")
+    lines.append(f"    {_targets(carry + step_ys)} = {body}({', '.join(args)})")
+    lines.extend(f"    {y}[{it}] = {t}" for y, t in zip(ys, step_ys))
+    if outs:
+        lines.append(f"{_targets(outs)} = {_targets(carry + ys)}")
+    return lines
+
+
+def _while_lines(e, ins, outs, em, i):
+    p = e.params
+    cn, bn = p["cond_nconsts"], p["body_nconsts"]
+    cond = _subprogram(em, p["cond_jaxpr"], "while_cond")
+    body = _subprogram(em, p["body_jaxpr"], "while_body")
+    cond_consts, body_consts, init = ins[:cn], ins[cn:cn + bn], ins[cn + bn:]
+    carry = [f"__c{i}_{k}" for k in range(len(init))]
+    lines = [f"# while: a loop over {body} while {cond} (listed below)"]
+    if carry:
+        lines.append(f"{_targets(carry)} = {_targets(init)}")
+    lines.append(f"while {cond}({', '.join(cond_consts + carry)})[0]:")
+    lines.append(f"    {_targets(carry)} = {body}({', '.join(body_consts + carry)})")
+    if outs:
+        lines.append(f"{_targets(outs)} = {_targets(carry)}")
+    return lines
+
+
+def _cond_lines(e, ins, outs, em, i):
+    branches = e.params["branches"]
+    bound = [_subprogram(em, b, f"branch{k}_") for k, b in enumerate(branches)]
+    table = em.bind(tuple(compile_program(b)[0] for b in branches), "branches")
+    index, ops = ins[0], ins[1:]
+    pick = f"{table}[min(max(int({index}), 0), {len(branches) - 1})]"
+    return [f"# cond: one of {', '.join(bound)} (listed below), by index {index} clamped",
+            f"{_targets(outs)} = {pick}({', '.join(ops)})"]
+
+
+_CONTROL_FLOW = {"scan": _scan_lines, "while": _while_lines, "cond": _cond_lines}
 
 
 def _identifier(name):

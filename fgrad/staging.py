@@ -34,7 +34,8 @@ from .core import Trace, Tracer, bind, dtype_of, new_trace, shape_of
 from .errors import ConcretizationError, TracerArrayConversionError
 
 __all__ = ["ShapedArray", "StagingTrace", "StagingTracer", "Jaxpr", "Eqn", "Var", "Literal",
-           "eval_jaxpr", "dce", "stage", "aval_of", "elementwise_abstract_eval",
+           "eval_jaxpr", "dce", "stage", "stage_closed", "atom_aval", "aval_of",
+           "elementwise_abstract_eval",
            "reduction_abstract_eval", "same_abstract_eval"]
 
 
@@ -142,7 +143,8 @@ class Jaxpr:
         def typed(v):
             return f"{name(v)}:{v.aval.str_short()}"
 
-        fmt_params = format_params
+        def fmt_params(params):
+            return format_params(params, nested="      ")
 
         consts = " ".join(typed(v) for v in self.constvars)
         ins = " ".join(typed(v) for v in self.invars)
@@ -158,12 +160,25 @@ class Jaxpr:
         return repr(self)
 
 
-def format_params(params):
-    """``[k=v ...]`` as the printed program shows a primitive's static parameters."""
+def format_params(params, nested=None):
+    """``[k=v ...]`` as the printed program shows a primitive's static parameters.
+
+    A staged program in the parameters (the body of ``fgrad.lax.scan``, the branches of
+    ``cond``) prints in full, its lines indented by ``nested``, when that is a string; else as
+    ``{N eqns}`` (one-line contexts: the comments of jit's generated source).
+    """
     if not params:
         return ""
     items = []
     for k, v in params.items():
+        if isinstance(v, Jaxpr) or (isinstance(v, tuple) and v and all(isinstance(j, Jaxpr) for j in v)):
+            progs = v if isinstance(v, tuple) else (v,)
+            if nested is None:
+                text = ", ".join(f"{{{len(j.eqns)} eqns}}" for j in progs)
+            else:
+                text = ",\n".join(repr(j) for j in progs).replace("\n", "\n" + nested)
+            items.append(f"{k}=" + (f"({text})" if isinstance(v, tuple) else text))
+            continue
         v = getattr(v, "__name__", v)
         if isinstance(v, np.dtype):
             v = v.name
@@ -194,9 +209,9 @@ class StagingTracer(Tracer):
             f"{self._trace.context()}: {what} needs a concrete value, but got a traced value "
             f"{self.aval.str_short()} whose value is not known while the function is staged (only "
             f"its shape and dtype are). Python control flow on traced values cannot be staged: "
-            f"use fgrad.numpy.where(cond, x, y) to choose elementwise (fgrad.lax.cond, "
-            f"while_loop, fori_loop and scan are planned but do not exist yet), or, if the value "
-            f"is really a setting, make it static: jit(f, static_argnums=...) or "
+            f"use fgrad.numpy.where(cond, x, y) to choose elementwise, fgrad.lax.cond / switch "
+            f"to choose a branch, fgrad.lax.while_loop, fori_loop or scan for loops, or, if the "
+            f"value is really a setting, make it static: jit(f, static_argnums=...) or "
             f"static_argnames=... (each new value traces again).")
 
     def __array__(self, dtype=None, copy=None):
@@ -275,6 +290,30 @@ def stage(fun, avals, in_tree, *, trace_type=StagingTrace, fun_name=None):
     return Jaxpr([t.var for t in ins], constvars, consts, trace.eqns, outvars), out_tree
 
 
+def stage_closed(fun, avals, *, trace_type=StagingTrace, fun_name=None):
+    """Stage ``fun(*flat inputs) -> list of flat outputs`` as a closed program: ``(jaxpr, consts)``.
+
+    The bodies of the control-flow primitives (``fgrad.lax``) are programs of this kind: the
+    values the function closes over (NumPy arrays, tracers of outer transforms) become the
+    program's *leading inputs* instead of constants, and the caller passes ``consts`` as the
+    primitive's first operands, so that every outer transform sees them (closure conversion,
+    as in JAX). The program has no constvars; dead equations and unused constants are dropped.
+    """
+    with new_trace(trace_type) as trace:
+        trace.fun_name = fun_name
+        ins = [trace.new_input(a) for a in avals]
+        outvars = [trace.atom(o) for o in fun(*ins)]
+    constvars = [v for v, _ in trace.consts.values()]
+    consts = [c for _, c in trace.consts.values()]
+    jaxpr = dce(Jaxpr([t.var for t in ins], constvars, consts, trace.eqns, outvars))
+    return Jaxpr(jaxpr.constvars + jaxpr.invars, [], [], jaxpr.eqns, jaxpr.outvars), jaxpr.consts
+
+
+def atom_aval(a):
+    """The :class:`ShapedArray` of a program operand or result (a Var or a Literal)."""
+    return a.aval if isinstance(a, Var) else ShapedArray(shape_of(a.val), dtype_of(a.val))
+
+
 def aval_of(x, weak_scalars=False):
     """The :class:`ShapedArray` of a value (a Python scalar is weakly typed if asked)."""
     if isinstance(x, Tracer):
@@ -303,6 +342,7 @@ def _rule_frames():
             vmap.BatchTrace.process_primitive.__code__: ("batch", "prim"),
             # where a staging starts: frames further up belong to whoever called it
             stage.__code__: (None, None),
+            stage_closed.__code__: (None, None),
             api._stage.__code__: (None, None),
         }
     return _RULE_FRAMES

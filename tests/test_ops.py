@@ -283,6 +283,7 @@ OWNED_ELSEWHERE = {
     "fgrad.primitives.conv": "test_functional_conv.py",  # conv/pool windows and their adjoint
     "fgrad.random": "test_random.py",                    # key-consuming random_* primitives
     "fgrad.custom": "test_custom.py",                    # custom_vjp_call / custom_jvp_call
+    "fgrad.primitives.control": "test_lax.py",           # scan / cond / while (fgrad.lax)
 }
 
 
