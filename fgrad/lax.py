@@ -86,27 +86,32 @@ def _path_str(head, path):
 
 
 def _is_weak(x):
-    return isinstance(x, (bool, int, float, complex))
+    return type(x) in (bool, int, float, complex)   # not np.float64, a subclass of float
 
 
 def _check_carry(what, paths, init_leaves, weak, out_avals, head):
-    """Raise naming the leaf whose shape/dtype changed; ``(ok, promoted init)`` where a weakly
-    typed (Python scalar) init may adopt the dtype its body gives it."""
-    promoted, changed = list(init_leaves), False
+    """Raise naming the leaf whose shape/dtype changed; the init leaves, where a weakly typed
+    one (a Python scalar) adopts the dtype its body gives it."""
+    promoted = list(init_leaves)
     for k, (path, x, w, out) in enumerate(zip(paths, init_leaves, weak, out_avals)):
         a = _aval(x)
         if a == out:
             continue
         if w and a.shape == out.shape:
             promoted[k] = np.asarray(x, out.dtype)
-            changed = True
             continue
         raise TypeError(
             f"{what}: the body must return a carry of the same structure, shapes and dtypes as "
             f"its input, but {_path_str(head, path)} is {a.str_short()} going in and "
             f"{out.str_short()} coming out. Give the initial value the type the body returns "
             f"(e.g. init.astype(...) or an array of the final shape), or convert inside the body.")
-    return changed, promoted
+    return promoted
+
+
+def _carry_avals(leaves, weak):
+    """Avals to stage a body with: a carry that starts as a Python scalar is weakly typed (it
+    promotes like the Python number, so ``0.0 + x_f32`` is float32, as in JAX)."""
+    return [ShapedArray(shape_of(x), dtype_of(x), weak_type=w) for x, w in zip(leaves, weak)]
 
 
 def _check_tree(what, head, want, got, detail):
@@ -152,7 +157,7 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
     c_leaves = [_leaf_array(x, what) for x in c_leaves]
     x_avals = [ShapedArray(shape_of(x)[1:], dtype_of(x)) for x in x_leaves]
     ncar = len(c_leaves)
-    for _ in range(2):     # a second time only if a weakly typed carry adopted a new dtype
+    for _ in range(2):     # weakly typed carries: once to find their dtypes, once strictly
         store = {}
 
         def body(*args):
@@ -166,12 +171,12 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
             y_leaves, store["y_tree"] = tree.flatten(y)
             return list(c_out_leaves) + list(y_leaves)
 
-        jaxpr, consts = stage_body(body, [_aval(c) for c in c_leaves] + x_avals, _fname(f))
+        jaxpr, consts = stage_body(body, _carry_avals(c_leaves, weak) + x_avals, f"scan({_fname(f)})")
         out_avals = [atom_aval(v) for v in jaxpr.outvars]
-        changed, c_leaves = _check_carry(what, c_paths, c_leaves, weak, out_avals[:ncar], "carry")
-        if not changed:
+        c_leaves = _check_carry(what, c_paths, c_leaves, weak, out_avals[:ncar], "carry")
+        if not any(weak):
             break
-        weak = [False] * ncar
+        weak = [False] * ncar     # again, strictly typed: the program's avals are the run's
     outs = scan_p.bind(*consts, *c_leaves, *x_leaves, jaxpr=jaxpr, num_consts=len(consts),
                        num_carry=ncar, length=length, reverse=bool(reverse))
     return tree.unflatten(c_tree, outs[:ncar]), tree.unflatten(store["y_tree"], outs[ncar:])
@@ -257,7 +262,7 @@ def cond(pred, true_fun, false_fun, *operands):
         index = fnp.astype(pred != 0 if dt.kind != "b" else pred, np.int32)
     else:
         index = np.asarray(bool(pred), np.int32)
-    return _switch(what, index, [false_fun, true_fun], operands, ["false_fun", "true_fun"])
+    return _switch(what, index, [false_fun, true_fun], operands, ["false_fun", "true_fun"], ref=1)
 
 
 def switch(index, branches, *operands):
@@ -282,7 +287,7 @@ def switch(index, branches, *operands):
                    [f"branches[{i}] ({_fname(b)})" for i, b in enumerate(branches)])
 
 
-def _switch(what, index, branches, operands, labels):
+def _switch(what, index, branches, operands, labels, ref=0):
     op_leaves, op_tree = tree.flatten(operands)
     op_leaves = [_leaf_array(x, what) for x in op_leaves]
     avals = [_aval(x) for x in op_leaves]
@@ -293,21 +298,23 @@ def _switch(what, index, branches, operands, labels):
         def fun(*args, branch=branch, store=store):
             out_leaves, store["tree"] = tree.flatten(branch(*tree.unflatten(op_tree, args)))
             return list(out_leaves)
-        staged.append(stage_body(fun, avals, _fname(branch)))
+        staged.append(stage_body(fun, avals, f"{what.split('(')[0][10:]}({_fname(branch)})"))
         trees.append(store["tree"])
-    first = [atom_aval(v) for v in staged[0][0].outvars]
-    for label, (jaxpr, _), t in zip(labels[1:], staged[1:], trees[1:]):
-        if t != trees[0]:
+    first = [atom_aval(v) for v in staged[ref][0].outvars]
+    for i, (label, (jaxpr, _), t) in enumerate(zip(labels, staged, trees)):
+        if i == ref:
+            continue
+        if t != trees[ref]:
             raise TypeError(f"{what}: the branches must return the same structure, but "
-                            f"{labels[0]} returns {trees[0]} and {label} returns {t}")
+                            f"{labels[ref]} returns {trees[ref]} and {label} returns {t}")
         other = [atom_aval(v) for v in jaxpr.outvars]
-        paths = tree.flatten_with_path(tree.unflatten(trees[0], first))[0]
+        paths = tree.flatten_with_path(tree.unflatten(trees[ref], first))[0]
         for path, a, b in zip(paths, first, other):
             if a != b:
+                where = "".join(f"[{k!r}]" for k in path)
                 raise TypeError(f"{what}: the branches must return the same shapes and dtypes, "
-                                f"but at output{''.join(f'[{k!r}]' for k in path)} "
-                                f"{labels[0]} returns {a.str_short()} and {label} returns "
-                                f"{b.str_short()}")
+                                f"but {labels[ref]} returns {a.str_short()} and {label} returns "
+                                f"{b.str_short()}" + (f" at output{where}" if where else ""))
     programs, consts = join_branches(staged)
     outs = cond_p.bind(index, *consts, *op_leaves, branches=programs)
     return tree.unflatten(trees[0], outs)
@@ -334,10 +341,11 @@ def while_loop(cond_fun, body_fun, init_val):
             out_leaves, out_tree = tree.flatten(body_fun(tree.unflatten(c_tree, args)))
             _check_tree(what, "the loop value", c_tree, out_tree, "")
             return list(out_leaves)
-        body_jaxpr, body_consts = stage_body(body, [_aval(c) for c in c_leaves], _fname(body_fun))
-        changed, c_leaves = _check_carry(what, c_paths, c_leaves, weak,
-                                         [atom_aval(v) for v in body_jaxpr.outvars], "init_val")
-        if not changed:
+        body_jaxpr, body_consts = stage_body(body, _carry_avals(c_leaves, weak),
+                                              f"while_loop(body_fun={_fname(body_fun)})")
+        c_leaves = _check_carry(what, c_paths, c_leaves, weak,
+                                [atom_aval(v) for v in body_jaxpr.outvars], "init_val")
+        if not any(weak):
             break
         weak = [False] * len(c_leaves)
 
@@ -349,7 +357,8 @@ def while_loop(cond_fun, body_fun, init_val):
             raise TypeError(f"{what}: cond_fun must return a boolean scalar, got {got}; compare "
                             f"(e.g. i < n) and reduce arrays (fgrad.numpy.any / all)")
         return leaves
-    cond_jaxpr, cond_consts = stage_body(pred, [_aval(c) for c in c_leaves], _fname(cond_fun))
+    cond_jaxpr, cond_consts = stage_body(pred, [_aval(c) for c in c_leaves],
+                                    f"while_loop(cond_fun={_fname(cond_fun)})")
     outs = while_p.bind(*cond_consts, *body_consts, *c_leaves, cond_jaxpr=cond_jaxpr,
                         body_jaxpr=body_jaxpr, cond_nconsts=len(cond_consts),
                         body_nconsts=len(body_consts))

@@ -70,6 +70,9 @@ class BodyTrace(StagingTrace):
 
     transform_name = "fgrad.lax"
 
+    def context(self):
+        return "fgrad.lax" if self.fun_name is None else f"fgrad.lax.{self.fun_name}"
+
 
 def stage_body(fun, avals, fun_name=None):
     """``(jaxpr, consts)``: ``fun(*flat) -> flat outputs`` staged as a closed program."""
