@@ -125,6 +125,10 @@ def vjp(f, *primals, has_aux=False):
             if shape_of(c) != shape_of(p):
                 raise ValueError(f"vjp({_fname(f)}): cotangent of shape {shape_of(c)} for an "
                                  f"output of shape {shape_of(p)}; they must match")
+            if dtype_of(p).kind == "f" and dtype_of(c).kind != "f":
+                raise TypeError(f"vjp({_fname(f)}): cotangent of dtype {dtype_of(c).name} for an "
+                                f"output {_aval_str(p)}; cotangents of real float outputs are "
+                                f"real floats")
             if _leaf_is_ours(o, trace, VJPTracer):
                 tracked.append(o)
                 cts.append(c)
@@ -242,6 +246,11 @@ def jvp(f, primals, tangents, has_aux=False):
         if shape_of(p) != shape_of(t):
             raise ValueError(f"jvp({_fname(f)}): tangent {_path_str(paths, i)} has shape "
                              f"{shape_of(t)} but its primal has shape {shape_of(p)}")
+        if dtype_of(t).kind != "f":
+            raise TypeError(f"jvp({_fname(f)}): tangent {_path_str(paths, i)} has dtype "
+                            f"{dtype_of(t).name} but its primal is {_aval_str(p)}; tangents of "
+                            f"real float primals are real floats (fgrad does not differentiate "
+                            f"complex functions)")
     with new_trace(JVPTrace) as trace:
         tracers = [JVPTracer(trace, p, t) for p, t in zip(p_leaves, t_leaves)]
         out = f(*tree.unflatten(p_tree, tracers))

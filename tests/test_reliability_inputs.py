@@ -266,10 +266,8 @@ def test_linearize_checks_the_tangents_its_function_gets(tangent, exc, pieces):
     np.testing.assert_allclose(fgrad.vmap(f_jvp)(np.eye(3)), np.diag(np.cos(x)))
 
 
-# Complex tangents and cotangents for real functions are cast to real with only a NumPy
-# ComplexWarning today: the check belongs in fgrad/api.py's jvp and vjp (not this change's
-# file); the exact diff is proposed in the report of issue 11.
-@pytest.mark.xfail(strict=True, reason="needs the proposed check in fgrad.api.jvp / vjp")
+# Complex or integer tangents and cotangents of real functions are errors (they were cast to
+# real with only a NumPy ComplexWarning).
 @pytest.mark.parametrize("call", [
     lambda: fgrad.jvp(fnp.sin, (np.ones(3),), (np.ones(3) * 1j,)),
     lambda: fgrad.vjp(fnp.sin, np.ones(3))[1](np.ones(3) * 1j),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Tracer
+from ..core import Tracer, numpy_alternative
 from ..errors import TracerArrayConversionError
 from . import _funcs as f
 
@@ -53,8 +53,7 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if fn is None or method != "__call__" or kwargs:
         raise TracerArrayConversionError(
             f"numpy.{ufunc.__name__} was called on a traced value ({type(self).__name__} of shape "
-            f"{self.shape}); use fgrad.numpy.{ufunc.__name__} (import fgrad.numpy as fnp) inside "
-            f"transformed functions.")
+            f"{self.shape}); {numpy_alternative(ufunc.__name__)}")
     return fn(*inputs)
 
 
