@@ -44,8 +44,9 @@ Choices, where JAX leaves room or fgrad differs:
   ``while_loop`` otherwise. The loop index has the bounds' dtype (int64 for Python ints).
 * ``unroll`` is accepted (an int >= 1 or a bool) and does not change the program: the
   generated loop calls the compiled body once per step.
-* The reverse pass of ``scan`` stores one carry per step and recomputes each step's body
-  (per-step checkpointing): memory ``length x carry``, compute about twice the forward pass.
+* The reverse pass of ``scan`` stacks, per step, the values its backward step needs (as the
+  tape of the unrolled loop would hold them) and runs no part of the forward pass again; wrap
+  the body in ``fgrad.checkpoint`` to store less and recompute instead.
 """
 from __future__ import annotations
 

@@ -25,15 +25,18 @@ transform (and jit) handles; that is what makes ``grad(grad(scan))``, ``vmap(gra
   pairs: the tangents of the float carries join the carry, those of consts the consts, those
   of xs the xs. Every float carry gets a tangent (zeros where the input has none), which avoids
   a fixpoint on which carries have non-zero tangents at the cost of some arithmetic on zeros.
-* **VJP** of ``scan`` (a ``vjp_fwd`` rule, as the tape in ``vjp.py`` wants): the forward pass is
-  a scan of the body that also stacks each step's *input carry*; the backward pass is a scan in
-  the opposite direction whose body recomputes one step under the reverse-mode trace and pulls
-  the cotangents back through it (:func:`vjp_eval`): carry ``(ct of the consts, summed; ct of the
-  carry)``, xs ``(saved carries, xs, ct of ys)``, ys ``ct of xs``. Saving carries rather than
-  every intermediate of every step costs one more evaluation of the body per step and keeps
-  the memory at one carry per step (each step is checkpointed, as ``fgrad.checkpoint`` does).
-  The cotangents of the consts are accumulated for every float const, tracked or not (the rule
-  is not told which operands the tape tracks).
+* **VJP** of ``scan`` (a ``vjp_fwd`` rule, as the tape in ``vjp.py`` wants): one step's VJP,
+  ``(consts, carry_i, x_i, ct_carry, ct_y_i) -> (ct_consts, ct_carry_in, ct_x_i)``, is staged
+  once (:func:`vjp_eval` under staging) and split by partial evaluation
+  (:func:`_scan_vjp_step`): equations that need no cotangent run in the *forward* scan, next
+  to the body (CSE in the compiled body merges the two copies of the primal computation), and
+  the values the rest reads are stacked per step as extra outputs (the residuals: ``1 - tanh^2``,
+  the inputs of each matmul); the *backward* scan runs the rest in the opposite direction, with
+  carry ``(ct of the consts, summed; ct of the carry)``, xs ``(residuals, ct of ys)`` and ys
+  ``ct of xs``. Equations that read only consts (``w.T``) are put in both, so no loop-invariant
+  value is stacked. Memory is that of the unrolled loop's tape (the residuals of every step),
+  compute is one forward and one backward pass. The cotangents of the consts are accumulated
+  for every float const, tracked or not (the rule is not told which operands the tape tracks).
 * **VJP** of ``cond``: the forward pass runs the chosen branch; the backward pass is a ``cond`` on
   the same index whose branches recompute their branch under reverse mode and pull back.
 * **VJP** of ``while``: an error naming ``fori_loop`` and ``scan`` (the trip count is known only
@@ -58,7 +61,8 @@ from .. import core
 from .. import numpy as fnp
 from ..core import Primitive, dtype_of, instantiate_zeros, is_float, new_trace, shape_of, zero
 from ..errors import TransformError
-from ..staging import Jaxpr, ShapedArray, StagingTrace, Var, atom_aval, eval_jaxpr, stage_closed
+from ..staging import (Jaxpr, ShapedArray, StagingTrace, Var, atom_aval, dce, eval_jaxpr,
+                       stage_closed)
 from ..vmap import batch_size, move_axis, not_mapped
 
 __all__ = ["scan_p", "cond_p", "while_p", "BodyTrace", "stage_body", "jvp_eval", "vjp_eval",
@@ -283,31 +287,52 @@ def _scan_jvp(primals, tangents, *, jaxpr, num_consts, num_carry, length, revers
 
 
 def _scan_vjp_fwd(primals, *, jaxpr, num_consts, num_carry, length, reverse):
+    # One step's VJP, (consts, carry_i, x_i, ct_carry_out, ct_y_i) -> (ct_consts, ct_carry_in,
+    # ct_x_i), staged once and split by partial evaluation: what does not depend on cotangents
+    # runs in the forward scan, which stacks the values the rest needs (the residuals); the
+    # backward scan runs the rest in the opposite direction, ct_consts summed in its carry.
     nc, ncar = num_consts, num_carry
     consts, init, xs = _split(primals, nc, ncar)
-    # forward: the same scan, also stacking every step's input carry (the residuals)
+    step, extra, res_avals = _scan_vjp_step(jaxpr, nc, ncar, len(xs))
+    fwd, bwd, n_res = step
+    outs = scan_p.bind(*extra, *primals, jaxpr=fwd, num_consts=len(extra) + nc, num_carry=ncar,
+                       length=length, reverse=reverse)
     n_out = len(jaxpr.outvars)
-    saving = Jaxpr(jaxpr.invars, [], [], jaxpr.eqns, jaxpr.outvars + jaxpr.invars[nc:nc + ncar])
-    outs = scan_p.bind(*primals, jaxpr=saving, num_consts=nc, num_carry=ncar, length=length,
-                       reverse=reverse)
-    ans, saved = outs[:n_out], outs[n_out:]
+    ans, residuals = outs[:n_out], outs[n_out:]
 
     def backward(cts):
-        return _scan_backward(jaxpr, nc, ncar, length, reverse, consts, init, xs, saved, cts)
+        k_av, c_av, x_av = _split(_in_avals(jaxpr), nc, ncar)
+        y_av = _out_avals(jaxpr)[ncar:]
+        k_f, c_f = [_is_float_aval(a) for a in k_av], [_is_float_aval(a) for a in c_av]
+        x_f, y_f = [_is_float_aval(a) for a in x_av], [_is_float_aval(a) for a in y_av]
+        acc0 = [_zeros(a) for a in _pick(k_av, k_f)]
+        operands = extra + consts + acc0 + _pick(cts[:ncar], c_f) + residuals + _pick(cts[ncar:], y_f)
+        outs = scan_p.bind(*operands, jaxpr=bwd, num_consts=len(extra) + nc,
+                           num_carry=sum(k_f) + sum(c_f), length=length, reverse=not reverse)
+        k_ct, c_ct, x_ct = _split(outs, sum(k_f), sum(c_f))
+        return _expand(k_ct, k_f) + _expand(c_ct, c_f) + _expand(x_ct, x_f)
     return ans, backward
 
 
-def _scan_backward(jaxpr, nc, ncar, length, reverse, consts, init, xs, saved, cts):
-    # ct of one step: (ct_consts, ct_carry_in, ct_x) = VJP of the body at (consts, carry_i, x_i)
-    # applied to (ct_carry_out, ct_y_i); ct_consts is summed over the steps
+_INVARIANT, _FORWARD, _BACKWARD = 0, 1, 2
+
+
+def _scan_vjp_step(jaxpr, nc, ncar, nx):
+    """``((fwd, bwd, n_res), extra_consts, residual avals)`` for the VJP of a scan body.
+
+    ``fwd(extra, consts, carry, x) -> (carry, y, *residuals)`` is the body followed by the
+    cotangent-free part of one step's VJP (CSE in the compiled body merges the two copies of
+    the primal computation); ``bwd(extra, consts, acc, ct_carry, *residuals, ct_y) -> (acc +
+    ct_consts, ct_carry_in, ct_x)`` is the rest. Equations that read only consts (``w.T``) go to
+    both, so that no loop-invariant value is stacked per step.
+    """
     k_av, c_av, x_av = _split(_in_avals(jaxpr), nc, ncar)
     y_av = _out_avals(jaxpr)[ncar:]
     k_f, c_f = [_is_float_aval(a) for a in k_av], [_is_float_aval(a) for a in c_av]
     x_f, y_f = [_is_float_aval(a) for a in x_av], [_is_float_aval(a) for a in y_av]
-    nkf, ncf, nx = sum(k_f), sum(c_f), len(xs)
-    ct_carry, ct_ys = cts[:ncar], cts[ncar:]
+    nkf, ncf = sum(k_f), sum(c_f)
 
-    def body(*args):
+    def step(*args):
         k, acc, ct_c, c, x, ct_y = _split(args, nc, nkf, ncf, ncar, nx)
         in_cts = vjp_eval(jaxpr, k + c + x, k_f + c_f + x_f,
                           _expand(ct_c, c_f, None) + _expand(ct_y, y_f, None))
@@ -316,14 +341,37 @@ def _scan_backward(jaxpr, nc, ncar, length, reverse, consts, init, xs, saved, ct
         return (acc + [_zeros(a) if g is zero else g for g, a in zip(_pick(c_ct, c_f), _pick(c_av, c_f))]
                 + [_zeros(a) if g is zero else g for g, a in zip(_pick(x_ct, x_f), _pick(x_av, x_f))])
 
-    avals = (k_av + _pick(k_av, k_f) + _pick(c_av, c_f) + c_av + x_av + _pick(y_av, y_f))
-    body_vjp, extra = stage_body(body, avals)
-    acc0 = [_zeros(a) for a in _pick(k_av, k_f)]
-    operands = extra + consts + acc0 + _pick(ct_carry, c_f) + saved + xs + _pick(ct_ys, y_f)
-    outs = scan_p.bind(*operands, jaxpr=body_vjp, num_consts=len(extra) + nc,
-                       num_carry=nkf + ncf, length=length, reverse=not reverse)
-    k_ct, c_ct, x_ct = _split(outs, nkf, ncf)
-    return _expand(k_ct, k_f) + _expand(c_ct, c_f) + _expand(x_ct, x_f)
+    avals = k_av + _pick(k_av, k_f) + _pick(c_av, c_f) + c_av + x_av + _pick(y_av, y_f)
+    vjp_step, extra = stage_body(step, avals)
+    ne = len(extra)
+    e_v, k_v, acc_v, ctc_v, c_v, x_v, cty_v = _split(vjp_step.invars, ne, nc, nkf, ncf, ncar, nx)
+    kind = {v: _INVARIANT for v in e_v + k_v}
+    kind.update({v: _FORWARD for v in c_v + x_v})
+    kind.update({v: _BACKWARD for v in acc_v + ctc_v + cty_v})
+    eqn_kinds = []
+    for e in vjp_step.eqns:
+        k_e = max((kind[a] for a in e.inputs if isinstance(a, Var)), default=_INVARIANT)
+        kind.update((o, k_e) for o in e.outs)
+        eqn_kinds.append(k_e)
+    residuals, seen = [], set()
+    reads = [a for e, k_e in zip(vjp_step.eqns, eqn_kinds) if k_e == _BACKWARD for a in e.inputs]
+    for a in reads + list(vjp_step.outvars):
+        if isinstance(a, Var) and kind.get(a) == _FORWARD and a not in seen:
+            seen.add(a)
+            residuals.append(a)
+    # the forward body: the scan body (its inputs renamed to the step's) + the primal part
+    rename = dict(zip(jaxpr.invars, k_v + c_v + x_v))
+
+    def renamed(a):
+        return rename.get(a, a) if isinstance(a, Var) else a
+    body_eqns = [e.replace(inputs=[renamed(a) for a in e.inputs]) for e in jaxpr.eqns]
+    fwd = dce(Jaxpr(e_v + k_v + c_v + x_v, [], [],
+                    body_eqns + [e for e, k_e in zip(vjp_step.eqns, eqn_kinds) if k_e != _BACKWARD],
+                    [renamed(v) for v in jaxpr.outvars] + residuals))
+    bwd = dce(Jaxpr(e_v + k_v + acc_v + ctc_v + residuals + cty_v, [], [],
+                    [e for e, k_e in zip(vjp_step.eqns, eqn_kinds) if k_e != _FORWARD],
+                    vjp_step.outvars))
+    return (fwd, bwd, len(residuals)), extra, [v.aval for v in residuals]
 
 
 def _scan_batch(vals, dims, *, jaxpr, num_consts, num_carry, length, reverse):
