@@ -45,8 +45,10 @@ Choices, where JAX leaves room or fgrad differs:
 * ``unroll`` is accepted (an int >= 1 or a bool) and does not change the program: the
   generated loop calls the compiled body once per step.
 * The reverse pass of ``scan`` stacks, per step, the values its backward step needs (as the
-  tape of the unrolled loop would hold them) and runs no part of the forward pass again; wrap
-  the body in ``fgrad.checkpoint`` to store less and recompute instead.
+  tape of the unrolled loop would hold them) and runs no part of the forward pass again.
+* Not yet supported: a ``custom_vjp`` / ``custom_jvp`` / ``checkpoint`` function called
+  *inside* a body is traced through when the body is staged (as ``make_jaxpr`` does), so
+  transforms of the loop differentiate its ``fun`` and do not call its custom rule.
 """
 from __future__ import annotations
 

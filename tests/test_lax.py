@@ -529,6 +529,17 @@ def test_stop_gradient_is_reexported():
     close(fgrad.grad(lambda x: lax.stop_gradient(x) * x)(3.0), 3.0)
 
 
+@pytest.mark.xfail(strict=True, reason="custom_vjp inside a lax body is staged through (its "
+                   "fun is differentiated); documented in fgrad.lax")
+def test_custom_vjp_rule_inside_a_scan_body():
+    @fgrad.custom_vjp
+    def clip_gradient(x):
+        return x
+    clip_gradient.defvjp(lambda x: (x, None), lambda _, g: (fnp.clip(g, -0.1, 0.1),))
+    f = lambda x: lax.scan(lambda c, _: (clip_gradient(c) * 2.0, None), x, None, length=1)[0]  # noqa: E731
+    close(fgrad.grad(f)(1.0), 0.1)
+
+
 def test_debug_nans_sees_inside_a_scan():
     with fgrad.debug_nans():
         with pytest.raises(FloatingPointError, match="log"):
