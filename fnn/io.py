@@ -80,19 +80,29 @@ def _fail(path, problem):
 # save / load
 # --------------------------------------------------------------------------------------------
 
-def save(path, params, *, compress=False):
+def save(path, params, *, compress=False, metadata=None):
     """Write the pytree ``params`` to ``path`` (exactly that name), atomically.
 
     The format follows the suffix: ``.safetensors`` writes a safetensors file, anything else a
     NumPy ``.npz`` archive. Leaves may be NumPy arrays, NumPy scalars (loaded back as 0-d
     arrays) or Python ``bool``/``int``/``float``/``complex`` (loaded back as the same Python
     type); object arrays are refused (they would need pickle), and safetensors has no complex
-    dtypes. ``compress=True`` deflates the members of an ``.npz``.
+    dtypes. ``compress=True`` deflates the members of an ``.npz``. ``metadata`` (safetensors
+    only) adds string entries to the file's ``__metadata__``, e.g. ``{"format": "pt"}``, which
+    Hugging Face's loaders require.
     """
     description, arrays = _describe(params, path)
     safetensors = _is_safetensors(path)
     if safetensors:
         _check_safetensors_dtypes(arrays, path)
+    if metadata is not None:
+        if not safetensors:
+            raise ValueError(f"fnn.io.save({path!r}): metadata is stored only in .safetensors "
+                             f"files")
+        if not all(isinstance(k, str) and isinstance(v, str) and k != _TREE_MEMBER
+                   for k, v in metadata.items()):
+            raise TypeError(f"fnn.io.save({path!r}): metadata must map str to str (and not use "
+                            f"the key {_TREE_MEMBER!r}), got {metadata!r}")
     target = os.path.realpath(path)       # through a symlink: replace the file it points to
     directory = os.path.dirname(target)
     mode = _mode_for(target)
@@ -100,7 +110,7 @@ def save(path, params, *, compress=False):
     try:
         with os.fdopen(fd, "wb") as f:
             if safetensors:
-                _write_safetensors(f, description, arrays)
+                _write_safetensors(f, description, arrays, metadata)
             else:
                 _write_npz(f, description, arrays, compress)
             f.flush()
@@ -354,8 +364,21 @@ def _check_safetensors_dtypes(arrays, path):
                             f"safetensors cannot store; use an .npz file")
 
 
-def _write_safetensors(f, description, arrays):
-    header = {"__metadata__": {_TREE_MEMBER: json.dumps(description)}}
+def _names_rebuild(description):
+    """True when a tree is nested dicts with str keys (no '.') down to array leaves: exactly
+    what a file's dotted names rebuild when it is loaded without a description."""
+    if "leaf" in description:
+        return description["py"] is None
+    return "dict" in description and bool(description["dict"]) and all(
+        isinstance(k, str) and "." not in k and _names_rebuild(c) for k, c in description["dict"])
+
+
+def _write_safetensors(f, description, arrays, metadata=None):
+    # The tree's description goes into the metadata unless the dotted names alone rebuild the
+    # tree: then the file is what any other program writes (a Hugging Face model's, say).
+    described = {} if _names_rebuild(description) and "leaf" not in description else \
+        {_TREE_MEMBER: json.dumps(description)}
+    header = {"__metadata__": {**(metadata or {}), **described}}
     offset = 0
     for name, array in arrays.items():
         header[name] = {"dtype": _SAFETENSORS_CODES[array.dtype.newbyteorder("=")],

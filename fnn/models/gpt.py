@@ -73,8 +73,6 @@ import functools
 import json
 import math
 import os
-import struct
-import tempfile
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -690,13 +688,14 @@ class _GPT(Module):
         self.check_params(params)
         directory = os.fspath(directory)
         os.makedirs(directory, exist_ok=True)
-        flat = {k: np.asarray(v) for k, v in flatten_names(params).items()}
-        dtypes = {v.dtype for v in flat.values()}
+        dtypes = {np.asarray(v).dtype for v in flatten_names(params).values()}
         config = self.config.to_dict()
         config["dtype"] = dtypes.pop().name if len(dtypes) == 1 else "float32"
-        _write_atomic(os.path.join(directory, "config.json"),
-                      (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
-        _write_safetensors(os.path.join(directory, "model.safetensors"), flat, {"format": "pt"})
+        with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as f:
+            f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        # the leaves' dotted names are HF's tensor names; HF's loaders require format "pt"
+        fnn_io.save(os.path.join(directory, "model.safetensors"), params,
+                    metadata={"format": "pt"})
 
 
 class _Dropout:
@@ -883,46 +882,3 @@ def _read_safetensors_dir(directory, name):
     for path in files:
         tensors.update(flatten_names(fnn_io.load(path)))
     return tensors
-
-
-_ST_CODES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32",
-             np.dtype(np.float16): "F16", np.dtype(np.int64): "I64", np.dtype(np.int32): "I32",
-             np.dtype(np.bool_): "BOOL"}
-
-
-def _write_safetensors(path, flat, metadata):
-    """A safetensors file of ``flat`` ``{name: array}`` with string ``metadata``, atomically."""
-    header = {"__metadata__": dict(metadata)}
-    offset = 0
-    arrays = {}
-    for name in sorted(flat):
-        array = np.ascontiguousarray(flat[name])
-        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
-        if array.dtype.newbyteorder("=") not in _ST_CODES:
-            raise TypeError(f"save_pretrained: {name!r} has dtype {array.dtype}, which these files "
-                            f"cannot hold")
-        header[name] = {"dtype": _ST_CODES[array.dtype.newbyteorder("=")],
-                        "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        arrays[name] = array
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)
-    chunks = [struct.pack("<Q", len(blob)), blob] + [a.tobytes() for a in arrays.values()]
-    _write_atomic(path, chunks)
-
-
-def _write_atomic(path, data):
-    """Write ``data`` (bytes, or a list of bytes) to a temporary file and rename it to ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in ([data] if isinstance(data, bytes) else data):
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
