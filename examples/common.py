@@ -17,6 +17,7 @@ This module keeps only what is incidental to the model:
   opt_state, metrics)`` and does the mechanics: epochs of shuffled batches (``fnn.data.batches``
   with an ``fgrad.random`` key, one subkey per step), a tqdm progress bar with the running
   means, evaluation every few epochs, and the history of every metric;
+* :func:`train_stream` does the same for data drawn fresh at every step (the NTM's copy task);
 * :func:`evaluate` averages metrics over a data set in batches; :func:`accuracy` and
   :func:`loss_metrics` are the metric helpers;
 * :func:`save_curves` plots the history with matplotlib, :func:`finish` writes ``curves.png``
@@ -51,9 +52,9 @@ import fgrad.numpy as fnp
 import foptim
 from fnn.data import batches, num_batches
 
-__all__ = ["make_step", "accuracy", "loss_metrics", "evaluate", "train_loop", "save_curves", "plot_curves",
-           "make_parser", "parse", "blas_threads", "add_data_flags", "load_images", "subset",
-           "finish", "format_seconds", "require"]
+__all__ = ["make_step", "accuracy", "loss_metrics", "evaluate", "train_loop", "train_stream",
+           "save_curves", "plot_curves", "make_parser", "parse", "blas_threads", "add_data_flags",
+           "load_images", "subset", "finish", "format_seconds", "require"]
 
 # What --quick trains on: enough to see the loss fall, far too little for the targets.
 QUICK_TRAIN_SIZE, QUICK_TEST_SIZE = 2048, 1024
@@ -201,8 +202,47 @@ def train_loop(step, params, opt_state, train_arrays, *, epochs, batch_size, key
             for name, value in results.items():
                 history["eval"].setdefault(name, []).append(float(value))
             if eval_every == 1 or epoch == epochs:
-                shown = ", ".join(f"test {name} {value:.4f}" for name, value in results.items())
+                shown = ", ".join(f"{'' if name.startswith(('val_', 'test_')) else 'test '}"
+                                  f"{name} {value:.4f}" for name, value in results.items())
                 bar.write(f"epoch {epoch}: {shown}")
+    bar.close()
+    return params, opt_state, history
+
+
+def train_stream(step, params, opt_state, make_batch, *, steps, key, eval_fn=None,
+                 eval_every=100, desc="train", described=None):
+    """Run ``steps`` steps of the example's ``step`` on batches drawn by ``make_batch(key)``.
+
+    For tasks whose data are generated rather than read (the NTM's copy task): step ``i`` gets
+    the subkeys ``(data_key, step_key)`` of its own fold of ``key``, so a run is a function of
+    its seed. ``eval_fn(params)`` runs every ``eval_every`` steps and after the last. Returns
+    ``(params, opt_state, history)`` shaped as :func:`train_loop`'s; ``described`` (e.g.
+    ``"3000 steps of 16 sequences"``) is what :func:`finish` says a ``--quick`` run trained on.
+    """
+    tqdm = require("tqdm", "progress bars").tqdm
+    history = {"train": {"step": []}, "eval": {"step": []}, "seconds": 0.0, "described": described}
+    bar = tqdm(total=steps, desc=desc, dynamic_ncols=True)
+    running, window = {}, []
+    for i in range(1, steps + 1):
+        data_key, step_key = fgrad.random.split(fgrad.random.fold_in(key, i))
+        start = time.perf_counter()
+        params, opt_state, metrics = step(params, opt_state, make_batch(data_key), step_key)
+        metrics = {name: float(value) for name, value in metrics.items()}
+        history["seconds"] += time.perf_counter() - start
+        history["train"]["step"].append(i)
+        for name, value in metrics.items():
+            history["train"].setdefault(name, []).append(value)
+        window = (window + [metrics])[-50:]
+        bar.set_postfix({name: f"{np.mean([m[name] for m in window]):.4f}" for name in metrics},
+                        refresh=False)
+        bar.update()
+        if eval_fn is not None and (i % eval_every == 0 or i == steps):
+            results = eval_fn(params)
+            history["eval"]["step"].append(i)
+            for name, value in results.items():
+                history["eval"].setdefault(name, []).append(float(value))
+            bar.write(f"step {i}: " + ", ".join(f"{name} {value:.4g}"
+                                                for name, value in results.items()))
     bar.close()
     return params, opt_state, history
 
@@ -502,7 +542,8 @@ def finish(args, name, history, final, title=None, references=None, *, full_run=
     first = next(iter(runs.values()))
     epochs, examples = first.get("epochs"), first.get("examples")
     what = (f"{epochs} epoch{'s' if epochs != 1 else ''} on {examples} training examples"
-            if epochs is not None and examples is not None else "a small part of the data")
+            if epochs is not None and examples is not None
+            else first.get("described") or "a small part of the data")
     full = full_run or f"python -m examples.{name} (without --quick)"
     print(f"{name} --quick: a sanity run, {what} in {format_seconds(seconds)}, far from a full "
           f"run: {shown}. Full run: {full}.")
