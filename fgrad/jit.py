@@ -41,6 +41,7 @@ Choices, as JAX makes them unless said otherwise:
 """
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import itertools
@@ -400,6 +401,12 @@ def _exec(source, env, filename):
 
 _BODY_SERIAL = itertools.count()
 
+#: Eager ``fgrad.lax`` calls stage (and compile) their bodies on every call; only the sources of
+#: the most recent bodies stay in ``linecache`` for tracebacks, so a long loop of eager calls
+#: does not keep every source it ever generated.
+BODY_SOURCES_KEPT = 256
+_body_files = collections.deque()
+
 
 def compile_program(jaxpr, name="body"):
     """``(run, source)`` for a closed program (no constvars): the body of a control-flow
@@ -410,7 +417,11 @@ def compile_program(jaxpr, name="body"):
     if compiled is None:
         program, _ = optimize(jaxpr)
         source, env = generate_source(program, plan_buffer_reuse(program), name)
-        run = _exec(source, env, f"<fgrad.jit {name} #{next(_BODY_SERIAL)}>")
+        filename = f"<fgrad.jit {name} #{next(_BODY_SERIAL)}>"
+        run = _exec(source, env, filename)
+        _body_files.append(filename)
+        while len(_body_files) > BODY_SOURCES_KEPT:
+            linecache.cache.pop(_body_files.popleft(), None)
         compiled = jaxpr._compiled = (run, source)
     return compiled
 

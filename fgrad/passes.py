@@ -17,7 +17,9 @@ the value (shape, dtype, numbers) of an output.
   computed twice, as a backward pass often does with ``1 - tanh(x)^2``-style partials).
 * :func:`fold_constants`: an equation whose operands are all constants is evaluated once, at
   compile time, and becomes a constant.
-* :func:`~fgrad.staging.dce`: drops equations whose results nothing uses.
+* :func:`~fgrad.staging.dce`: drops equations whose results nothing uses; jit runs it as
+  :func:`prune_control_flow`, which also drops the unread outputs of ``scan`` and ``cond``
+  (and the work in their bodies that only those needed).
 * :func:`plan_buffer_reuse`: not a rewrite but a plan the code generator follows: an
   elementwise ufunc writes its result (``out=``) into an operand buffer of the same shape and
   dtype that is dead afterwards. See its docstring for the aliasing rules that keep it safe.
@@ -29,8 +31,8 @@ import numpy as np
 from .core import dtype_of, shape_of
 from .staging import Eqn, Jaxpr, Literal, ShapedArray, Var, dce
 
-__all__ = ["simplify", "cse", "fold_constants", "dce", "plan_buffer_reuse", "optimize",
-           "PIPELINE", "is_ufunc_eqn"]
+__all__ = ["simplify", "cse", "fold_constants", "dce", "prune_control_flow", "plan_buffer_reuse",
+           "optimize", "PIPELINE", "is_ufunc_eqn"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,11 +425,87 @@ def plan_buffer_reuse(jaxpr, donated=()):
 
 
 # --------------------------------------------------------------------------------------------
+# control flow: outputs of scan / cond that nothing reads
+# --------------------------------------------------------------------------------------------
+
+def _reads(jaxpr):
+    read = {a for e in jaxpr.eqns for a in e.inputs if isinstance(a, Var)}
+    return read | {v for v in jaxpr.outvars if isinstance(v, Var)}
+
+
+def _prune_scan(e, live):
+    p = e.params
+    nc, ncar, body = p["num_consts"], p["num_carry"], p["jaxpr"]
+    keep_c = [o in live for o in e.outs[:ncar]]
+    keep_y = [o in live for o in e.outs[ncar:]]
+    while True:     # a carry stays while a kept output reads it (through later steps)
+        pruned = dce(Jaxpr(body.invars, [], [], body.eqns,
+                           [v for v, k in zip(body.outvars, keep_c + keep_y) if k]))
+        read = _reads(pruned)
+        grown = [k or body.invars[nc + j] in read for j, k in enumerate(keep_c)]
+        if grown == keep_c:
+            break
+        keep_c = grown
+    keep_in = [v in read for v in body.invars[:nc]] + keep_c + \
+              [v in read for v in body.invars[nc + ncar:]]
+    if all(keep_in) and all(keep_c) and all(keep_y):
+        return e
+    new_body = Jaxpr([v for v, k in zip(body.invars, keep_in) if k], [], [], pruned.eqns,
+                     pruned.outvars)
+    params = dict(p, jaxpr=new_body, num_consts=sum(keep_in[:nc]), num_carry=sum(keep_c))
+    return e.replace(inputs=[a for a, k in zip(e.inputs, keep_in) if k], params=params,
+                     outs=[o for o, k in zip(e.outs, keep_c + keep_y) if k])
+
+
+def _prune_cond(e, live):
+    branches = e.params["branches"]
+    keep = [o in live for o in e.outs]
+    pruned = [dce(Jaxpr(b.invars, [], [], b.eqns, [v for v, k in zip(b.outvars, keep) if k]))
+              for b in branches]
+    reads = [_reads(b) for b in pruned]
+    keep_in = [any(b.invars[i] in r for b, r in zip(branches, reads))
+               for i in range(len(branches[0].invars))]
+    if all(keep) and all(keep_in):
+        return e
+    new = tuple(Jaxpr([v for v, k in zip(b.invars, keep_in) if k], [], [], b.eqns, b.outvars)
+                for b in pruned)
+    return e.replace(inputs=[e.inputs[0]] + [a for a, k in zip(e.inputs[1:], keep_in) if k],
+                     params=dict(e.params, branches=new),
+                     outs=[o for o, k in zip(e.outs, keep) if k])
+
+
+_PRUNERS = {"scan": _prune_scan, "cond": _prune_cond}
+
+
+def prune_control_flow(jaxpr):
+    """Drop what a ``scan`` or ``cond`` computes for nobody, and the equations that were dead.
+
+    An unread output of a ``cond`` leaves every branch; an unread ``y`` of a ``scan`` leaves its
+    body (and with it the work only it needed: the forward ``ys`` of a jitted ``grad`` are
+    usually dead), and an unread carry too unless the body reads it for a kept output. Operands
+    nothing reads any more go with them. Otherwise this is :func:`~fgrad.staging.dce`.
+    """
+    live = {v for v in jaxpr.outvars if isinstance(v, Var)}
+    kept = []
+    for e in reversed(jaxpr.eqns):
+        if not any(o in live for o in e.outs):
+            continue
+        prune = _PRUNERS.get(e.prim.name)
+        if prune is not None and e.prim.multiple_results:
+            e = prune(e, live)
+        kept.append(e)
+        live.update(a for a in e.inputs if isinstance(a, Var))
+    used = [(v, c) for v, c in zip(jaxpr.constvars, jaxpr.consts) if v in live]
+    return Jaxpr(jaxpr.invars, [v for v, _ in used], [c for _, c in used], kept[::-1],
+                 jaxpr.outvars)
+
+
+# --------------------------------------------------------------------------------------------
 # the pipeline jit runs
 # --------------------------------------------------------------------------------------------
 
 PIPELINE = (("simplify", _simplify_all), ("cse", cse), ("fold_constants", fold_constants),
-            ("dce", dce))
+            ("dce", prune_control_flow))
 
 
 def optimize(jaxpr, passes=PIPELINE, rounds=2):

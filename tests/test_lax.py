@@ -418,6 +418,21 @@ def test_jit_source_shows_loops_over_compiled_bodies():
     assert "_branches" in c_source and "for __i" not in c_source.split("return")[0]
 
 
+def test_jit_prunes_unread_scan_and_cond_outputs():
+    def f(h0, xs):
+        c, (ys, zs) = lax.scan(lambda h, x: (h * x, (fnp.exp(h), fnp.sin(x))), h0, xs)
+        a, b = lax.cond(fnp.sum(c) > 0, lambda v: (v * 2.0, fnp.cosh(v)), lambda v: (v, fnp.tanh(v)), c)
+        return a, zs
+    h0, xs = np.ones(3), np.linspace(0.1, 1.0, 12).reshape(4, 3)
+    lowered = fgrad.jit(f).lower(h0, xs)
+    assert "np.exp" not in lowered.source and "np.sin" in lowered.source
+    assert "cosh" not in lowered.source and "tanh" not in lowered.source
+    close(fgrad.jit(f)(h0, xs), f(h0, xs))
+    # an unread carry the body still reads for a kept output stays
+    g = lambda h0, xs: lax.scan(lambda c, x: ((c[0] + x, c[1] * 2.0), c[0] * c[1]), (h0, h0), xs)[1]  # noqa: E731
+    close(fgrad.jit(g)(h0, xs), g(h0, xs))
+
+
 def test_jit_with_traced_fori_bounds_is_a_while_loop():
     f = fgrad.jit(lambda x, n: lax.fori_loop(0, n, lambda i, v: v * 2.0 + i, x))
     close(f(1.0, 3), ((1.0 * 2 + 0) * 2 + 1) * 2 + 2)
