@@ -122,7 +122,7 @@ def train_torch(c, train, val):
         seconds += time.perf_counter() - t0
     with torch.no_grad():
         val_loss = float(np.mean([model(*batch(val_t)).item() for _ in range(c.eval_batches)]))
-    return val_loss, float(loss), seconds
+    return val_loss, loss.item(), seconds
 
 
 # --------------------------------------------------------------------------------------------
