@@ -46,9 +46,10 @@ Choices, where JAX leaves room or fgrad differs:
   generated loop calls the compiled body once per step.
 * The reverse pass of ``scan`` stacks, per step, the values its backward step needs (as the
   tape of the unrolled loop would hold them) and runs no part of the forward pass again.
-* Not yet supported: a ``custom_vjp`` / ``custom_jvp`` / ``checkpoint`` function called
-  *inside* a body is traced through when the body is staged (as ``make_jaxpr`` does), so
-  transforms of the loop differentiate its ``fun`` and do not call its custom rule.
+* A ``custom_vjp`` / ``custom_jvp`` / ``checkpoint`` function called inside a body keeps its
+  rule: the body records it as one call (``custom_vjp_jaxpr`` / ``custom_jvp_jaxpr``) instead
+  of tracing through it, and a checkpointed block inside a ``scan`` recomputes in the backward
+  loop (its residuals are the block's inputs only).
 """
 from __future__ import annotations
 

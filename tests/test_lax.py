@@ -544,15 +544,49 @@ def test_stop_gradient_is_reexported():
     close(fgrad.grad(lambda x: lax.stop_gradient(x) * x)(3.0), 3.0)
 
 
-@pytest.mark.xfail(strict=True, reason="custom_vjp inside a lax body is staged through (its "
-                   "fun is differentiated); documented in fgrad.lax")
-def test_custom_vjp_rule_inside_a_scan_body():
+def test_custom_rules_inside_a_body_are_used():
     @fgrad.custom_vjp
     def clip_gradient(x):
         return x
     clip_gradient.defvjp(lambda x: (x, None), lambda _, g: (fnp.clip(g, -0.1, 0.1),))
-    f = lambda x: lax.scan(lambda c, _: (clip_gradient(c) * 2.0, None), x, None, length=1)[0]  # noqa: E731
-    close(fgrad.grad(f)(1.0), 0.1)
+    f = lambda x: lax.scan(lambda c, _: (clip_gradient(c) * 2.0, None), x, None, length=2)[0]  # noqa: E731
+    for grad_f in (fgrad.grad(f), fgrad.jit(fgrad.grad(f))):
+        close(grad_f(1.0), 0.1)                     # 1 -> *2 -> clip 0.1 -> *2 -> clip 0.1
+    close(fgrad.vmap(fgrad.grad(f))(np.ones(3)), np.full(3, 0.1))
+    close(fgrad.grad(lambda x: fnp.sum(fgrad.vmap(f)(x)))(np.ones(3)), np.full(3, 0.1))
+    close(fgrad.jvp(f, (1.0,), (1.0,))[1], 4.0)    # forward mode differentiates fun itself
+
+    @fgrad.custom_jvp
+    def loud_sin(x):
+        return fnp.sin(x)
+
+    @loud_sin.defjvp
+    def loud_sin_jvp(primals, tangents):
+        return loud_sin(primals[0]), tangents[0] * 10.0 * fnp.cos(primals[0])
+    g = lambda x: lax.scan(lambda c, _: (loud_sin(c), None), x, None, length=2)[0]  # noqa: E731
+
+    def g_loop(x):
+        return 100.0 * fnp.cos(fnp.sin(x)) * fnp.cos(x)
+    close(fgrad.jvp(g, (0.5,), (1.0,))[1], g_loop(0.5))
+    close(fgrad.grad(g)(0.5), g_loop(0.5))          # reverse mode transposes the rule
+    close(fgrad.jit(fgrad.grad(g))(0.5), g_loop(0.5))
+    close(fgrad.vmap(fgrad.grad(g))(np.array([0.5, 0.7])), g_loop(np.array([0.5, 0.7])))
+
+
+def test_checkpoint_inside_a_scan_recomputes_in_the_backward_loop():
+    w = np.eye(3) * 0.5
+    plain = lambda c, x: (fnp.tanh(w @ c + x), fnp.sum(c))   # noqa: E731
+    remat = lambda c, x: (fgrad.checkpoint(lambda c, x: fnp.tanh(w @ c + x))(c, x), fnp.sum(c))  # noqa: E731
+
+    def loss(body):
+        return lambda h: fnp.sum(lax.scan(body, h, np.ones((4, 3)))[0] ** 2)
+    h0 = np.full(3, 0.2)
+    close(fgrad.grad(loss(remat))(h0), fgrad.grad(loss(plain))(h0))
+    close(fgrad.jit(fgrad.grad(loss(remat)))(h0), fgrad.grad(loss(plain))(h0))
+    close(fgrad.hessian(loss(remat))(h0), fgrad.hessian(loss(plain))(h0))
+    source = fgrad.jit(fgrad.grad(loss(remat))).lower(h0).source
+    backward_body = source[source.rindex("# _scan_body"):]
+    assert "_branches" in backward_body and "np.tanh" in backward_body.split("# _branch")[-1]
 
 
 def test_debug_nans_sees_inside_a_scan():

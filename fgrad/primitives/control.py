@@ -49,6 +49,12 @@ transform (and jit) handles; that is what makes ``grad(grad(scan))``, ``vmap(gra
   batched predicate runs until every row's predicate is false, each finished row's carry frozen
   by a ``select``.
 
+Two more primitives keep user rules alive inside bodies: ``custom_vjp_jaxpr`` and
+``custom_jvp_jaxpr`` are what :class:`BodyTrace` records for a ``custom_vjp`` / ``custom_jvp``
+(and so ``checkpoint``) call, with the function, ``fwd``/``bwd`` or the JVP rule staged as
+closed programs; their rules are custom.py's, on programs. Other staging (jit, make_jaxpr)
+traces through such calls, since its programs are run, not differentiated afterwards.
+
 ``impl`` runs a body through the code jit generates for it (compiled once per body program and
 cached on it), or through :func:`~fgrad.staging.eval_jaxpr` while :func:`fgrad.debug_nans` is
 on, so that every operation inside a loop is checked.
@@ -61,11 +67,12 @@ from .. import core
 from .. import numpy as fnp
 from ..core import Primitive, dtype_of, instantiate_zeros, is_float, new_trace, shape_of, zero
 from ..errors import TransformError
-from ..staging import (Jaxpr, ShapedArray, StagingTrace, Var, atom_aval, dce, eval_jaxpr,
-                       stage_closed)
-from ..vmap import batch_size, move_axis, not_mapped
+from .. import tree
+from ..staging import (Jaxpr, ShapedArray, StagingTrace, Var, atom_aval, aval_of, dce,
+                       eval_jaxpr, stage_closed)
+from ..vmap import batch_size, move_axis, move_to_front, not_mapped
 
-__all__ = ["scan_p", "cond_p", "while_p", "BodyTrace", "stage_body", "jvp_eval", "vjp_eval",
+__all__ = ["scan_p", "cond_p", "while_p", "custom_vjp_jaxpr_p", "custom_jvp_jaxpr_p", "BodyTrace", "stage_body", "jvp_eval", "vjp_eval",
            "batch_eval", "join_branches", "WHILE_GRAD_MESSAGE"]
 
 
@@ -76,6 +83,14 @@ class BodyTrace(StagingTrace):
 
     def context(self):
         return "fgrad.lax" if self.fun_name is None else f"fgrad.lax.{self.fun_name}"
+
+    def process_primitive(self, prim, args, params):
+        # custom_vjp / custom_jvp calls inside a body stay calls (with their functions staged
+        # too), so that transforms of the loop use the user's rule; other staging inlines them
+        stage_custom = _CUSTOM_CALLS.get(prim.name)
+        if stage_custom is not None:
+            return stage_custom(args, params)
+        return super().process_primitive(prim, args, params)
 
 
 def stage_body(fun, avals, fun_name=None):
@@ -610,3 +625,175 @@ def _while_batch(vals, dims, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_ncons
 while_p.jvp = _while_jvp
 while_p.vjp_fwd = _while_vjp_fwd
 while_p.batch = _while_batch
+
+
+# --------------------------------------------------------------------------------------------
+# custom_vjp / custom_jvp functions called inside a body
+# --------------------------------------------------------------------------------------------
+#
+# Elsewhere staging traces through them (``inline_when_staged``): a jitted program is run, not
+# differentiated. A body is differentiated after it is staged, so BodyTrace keeps each call as
+# one equation whose parameters are the function and its rule, staged as closed programs (what
+# they close over, operands like the rest). The rules below are those of custom.py, on programs.
+
+class _RuleTrace(StagingTrace):
+    """Stages the function and rule of a custom call met in a body; custom calls inside those
+    are traced through (a rule that calls its own function, as custom_jvp rules do, would
+    otherwise recurse), as everywhere outside a body."""
+
+    transform_name = "fgrad.lax"
+
+
+def _stage_rule(fun, avals):
+    return stage_closed(fun, avals, trace_type=_RuleTrace)
+
+
+def _all_true(jaxpr):
+    return [True] * len(jaxpr.invars)
+
+
+def _batch_all(jaxpr, size):
+    """The program vmapped with every input and output batched at axis 0."""
+    new, extra, _ = batch_jaxpr(jaxpr, size, _all_true(jaxpr), [True] * len(jaxpr.outvars))
+    return new, extra
+
+
+def _call(jaxpr, args):
+    """``jaxpr(*args)`` as one equation (a cond with one branch is a call), so that the
+    partial evaluation of a scan's VJP keeps a custom backward rule whole (a checkpointed
+    block recomputes in the backward pass instead of having its recomputation hoisted)."""
+    return cond_p.bind(np.int32(0), *args, branches=(jaxpr,))
+
+
+def _stage_custom_vjp(args, params):
+    fun, fwd, bwd = params["fun"], params["fwd"], params["bwd"]
+    avals = [aval_of(a) for a in args]
+    fun_j, fun_k = _stage_rule(lambda *a: list(fun(*a)), avals)
+    store = {}
+
+    def fwd_flat(*a):
+        outs, res = fwd(*a)
+        res_leaves, store["tree"] = tree.flatten(res)
+        return list(outs) + list(res_leaves)
+    fwd_j, fwd_k = _stage_rule(fwd_flat, avals)
+    n_out = len(fun_j.outvars)
+    res_avals = [atom_aval(v) for v in fwd_j.outvars[n_out:]]
+
+    def bwd_flat(*a):
+        return list(bwd(tree.unflatten(store["tree"], a[:len(res_avals)]), list(a[len(res_avals):])))
+    bwd_j, bwd_k = _stage_rule(bwd_flat, res_avals + _out_avals(fun_j))
+    return custom_vjp_jaxpr_p.bind(*fun_k, *fwd_k, *bwd_k, *args, fun_jaxpr=fun_j, fwd_jaxpr=fwd_j,
+                                   bwd_jaxpr=bwd_j, num_consts=(len(fun_k), len(fwd_k), len(bwd_k)))
+
+
+def _cvjp_impl(*ops, fun_jaxpr, fwd_jaxpr, bwd_jaxpr, num_consts):
+    fun_k, _, _, args = _split(ops, *num_consts)
+    return [_as_result(o, a) for o, a in zip(_runner(fun_jaxpr)(*fun_k, *args), _out_avals(fun_jaxpr))]
+
+
+custom_vjp_jaxpr_p = Primitive("custom_vjp_jaxpr", _cvjp_impl, multiple_results=True)
+custom_vjp_jaxpr_p.abstract_eval = lambda *ops, fun_jaxpr, **params: _out_avals(fun_jaxpr)
+
+
+def _cvjp_jvp(primals, tangents, *, fun_jaxpr, fwd_jaxpr, bwd_jaxpr, num_consts):
+    # forward mode differentiates fun itself (as custom.py does outside bodies)
+    nf, nw, nb = num_consts
+    n_skip = nf + nw + nb
+    ins = list(primals[:nf]) + list(primals[n_skip:])
+    tans = list(tangents[:nf]) + list(tangents[n_skip:])
+    tans = [t if is_float(p) else zero for t, p in zip(tans, ins)]
+    return jvp_eval(fun_jaxpr, ins, tans)
+
+
+def _cvjp_vjp_fwd(primals, *, fun_jaxpr, fwd_jaxpr, bwd_jaxpr, num_consts):
+    _, fwd_k, bwd_k, args = _split(primals, *num_consts)
+    outs = _call(fwd_jaxpr, fwd_k + args)
+    n_out = len(fun_jaxpr.outvars)
+
+    def backward(cts):
+        # the user's bwd(residuals, cts): one cotangent per argument; none for what fun closes over
+        in_cts = _call(bwd_jaxpr, bwd_k + outs[n_out:] + list(cts))
+        return [zero] * sum(num_consts) + [c if is_float(a) else zero for c, a in zip(in_cts, args)]
+    return outs[:n_out], backward
+
+
+def _cvjp_batch(vals, dims, *, fun_jaxpr, fwd_jaxpr, bwd_jaxpr, num_consts):
+    size = batch_size(vals, dims)
+    fun_k, fwd_k, bwd_k, args = _split([move_to_front(v, d, size) for v, d in zip(vals, dims)],
+                                       *num_consts)
+    (fun_b, fe), (fwd_b, we), (bwd_b, be) = (_batch_all(j, size) for j in (fun_jaxpr, fwd_jaxpr, bwd_jaxpr))
+    outs = custom_vjp_jaxpr_p.bind(*fe, *fun_k, *we, *fwd_k, *be, *bwd_k, *args, fun_jaxpr=fun_b,
+                                   fwd_jaxpr=fwd_b, bwd_jaxpr=bwd_b,
+                                   num_consts=(len(fe) + len(fun_k), len(we) + len(fwd_k),
+                                               len(be) + len(bwd_k)))
+    return outs, [0] * len(outs)
+
+
+custom_vjp_jaxpr_p.jvp = _cvjp_jvp
+custom_vjp_jaxpr_p.vjp_fwd = _cvjp_vjp_fwd
+custom_vjp_jaxpr_p.batch = _cvjp_batch
+
+
+def _stage_custom_jvp(args, params):
+    fun, jvp = params["fun"], params["jvp"]
+    avals = [aval_of(a) for a in args]
+    fun_j, fun_k = _stage_rule(lambda *a: list(fun(*a)), avals)
+    n = len(args)
+
+    def jvp_flat(*a):
+        outs, t_outs = jvp(list(a[:n]), list(a[n:]))
+        return list(outs) + list(t_outs)
+    jvp_j, jvp_k = _stage_rule(jvp_flat, avals + avals)
+    return custom_jvp_jaxpr_p.bind(*fun_k, *jvp_k, *args, fun_jaxpr=fun_j, jvp_jaxpr=jvp_j,
+                                   num_consts=(len(fun_k), len(jvp_k)))
+
+
+def _cjvp_impl(*ops, fun_jaxpr, jvp_jaxpr, num_consts):
+    fun_k, _, args = _split(ops, *num_consts)
+    return [_as_result(o, a) for o, a in zip(_runner(fun_jaxpr)(*fun_k, *args), _out_avals(fun_jaxpr))]
+
+
+custom_jvp_jaxpr_p = Primitive("custom_jvp_jaxpr", _cjvp_impl, multiple_results=True)
+custom_jvp_jaxpr_p.abstract_eval = lambda *ops, fun_jaxpr, **params: _out_avals(fun_jaxpr)
+
+
+def _cjvp_jvp(primals, tangents, *, fun_jaxpr, jvp_jaxpr, num_consts):
+    # the user's rule, with a tangent (zeros where none) for every argument
+    nf, nj = num_consts
+    _, jvp_k, args = _split(primals, nf, nj)
+    t_args = [instantiate_zeros(t, p) for t, p in zip(tangents[nf + nj:], args)]
+    outs = eval_jaxpr(jvp_jaxpr, (), *jvp_k, *args, *t_args)
+    n_out = len(fun_jaxpr.outvars)
+    return outs[:n_out], [t if is_float(o) else zero for t, o in zip(outs[n_out:], outs[:n_out])]
+
+
+def _cjvp_vjp_fwd(primals, *, fun_jaxpr, jvp_jaxpr, num_consts):
+    # reverse mode transposes the rule: t -> jvp(primals, t)[1] is linear, its VJP is the answer
+    nf, nj = num_consts
+    fun_k, jvp_k, args = _split(primals, nf, nj)
+    outs = eval_jaxpr(fun_jaxpr, (), *fun_k, *args)
+    n_out = len(outs)
+
+    def backward(cts):
+        zeros = [_zeros(a) for a in _in_avals(fun_jaxpr)[nf:]]
+        diff = [False] * (nj + len(args)) + [is_float(a) for a in args]
+        out_cts = [None] * n_out + [c if is_float(o) else None for c, o in zip(cts, outs)]
+        in_cts = vjp_eval(jvp_jaxpr, list(jvp_k) + list(args) + zeros, diff, out_cts)
+        return [zero] * (nf + nj) + in_cts[nj + len(args):]
+    return outs, backward
+
+
+def _cjvp_batch(vals, dims, *, fun_jaxpr, jvp_jaxpr, num_consts):
+    size = batch_size(vals, dims)
+    fun_k, jvp_k, args = _split([move_to_front(v, d, size) for v, d in zip(vals, dims)], *num_consts)
+    (fun_b, fe), (jvp_b, je) = _batch_all(fun_jaxpr, size), _batch_all(jvp_jaxpr, size)
+    outs = custom_jvp_jaxpr_p.bind(*fe, *fun_k, *je, *jvp_k, *args, fun_jaxpr=fun_b, jvp_jaxpr=jvp_b,
+                                   num_consts=(len(fe) + len(fun_k), len(je) + len(jvp_k)))
+    return outs, [0] * len(outs)
+
+
+custom_jvp_jaxpr_p.jvp = _cjvp_jvp
+custom_jvp_jaxpr_p.vjp_fwd = _cjvp_vjp_fwd
+custom_jvp_jaxpr_p.batch = _cjvp_batch
+
+_CUSTOM_CALLS = {"custom_vjp_call": _stage_custom_vjp, "custom_jvp_call": _stage_custom_jvp}
