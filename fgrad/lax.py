@@ -62,7 +62,7 @@ from . import tree
 from .api import stop_gradient
 from .core import Tracer, dtype_of, shape_of
 from .primitives.control import cond_p, scan_p, stage_body, while_p, join_branches
-from .staging import ShapedArray, atom_aval
+from .staging import ShapedArray, Var, atom_aval
 
 __all__ = ["scan", "cond", "switch", "fori_loop", "while_loop", "map", "stop_gradient"]
 
@@ -116,6 +116,26 @@ def _carry_avals(leaves, weak):
     """Avals to stage a body with: a carry that starts as a Python scalar is weakly typed (it
     promotes like the Python number, so ``0.0 + x_f32`` is float32, as in JAX)."""
     return [ShapedArray(shape_of(x), dtype_of(x), weak_type=w) for x, w in zip(leaves, weak)]
+
+
+def _strict_as_staged(jaxpr, leaves, weak):
+    """True (and the program's weak input types made strict) when staging with weakly typed
+    carries gave the program strict staging would give: no carry changed dtype, and no
+    equation reading a weak input has a result of another dtype (``c_weak * x_f32``) or is a
+    nested construct. Saves staging the body a second time for ``scan(f, 0.0, xs)``."""
+    weak_invars = [v for v in jaxpr.invars if v.aval.weak_type]   # the weak carries, in order
+    if any(dtype_of(x) != v.aval.dtype
+           for x, v in zip([x for x, w in zip(leaves, weak) if w], weak_invars)):
+        return False
+    weak_vars = set(weak_invars)
+    for e in jaxpr.eqns:
+        read = [a for a in e.inputs if isinstance(a, Var) and a in weak_vars]
+        if read and (e.prim.multiple_results or
+                     any(o.aval.dtype != a.aval.dtype for o in e.outs for a in read)):
+            return False
+    for v in weak_vars:
+        v.aval = ShapedArray(v.aval.shape, v.aval.dtype)
+    return True
 
 
 def _check_tree(what, head, want, got, detail):
@@ -178,7 +198,7 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
         jaxpr, consts = stage_body(body, _carry_avals(c_leaves, weak) + x_avals, f"scan({_fname(f)})")
         out_avals = [atom_aval(v) for v in jaxpr.outvars]
         c_leaves = _check_carry(what, c_paths, c_leaves, weak, out_avals[:ncar], "carry")
-        if not any(weak):
+        if not any(weak) or _strict_as_staged(jaxpr, c_leaves, weak):
             break
         weak = [False] * ncar     # again, strictly typed: the program's avals are the run's
     outs = scan_p.bind(*consts, *c_leaves, *x_leaves, jaxpr=jaxpr, num_consts=len(consts),
@@ -349,7 +369,7 @@ def while_loop(cond_fun, body_fun, init_val):
                                               f"while_loop(body_fun={_fname(body_fun)})")
         c_leaves = _check_carry(what, c_paths, c_leaves, weak,
                                 [atom_aval(v) for v in body_jaxpr.outvars], "init_val")
-        if not any(weak):
+        if not any(weak) or _strict_as_staged(body_jaxpr, c_leaves, weak):
             break
         weak = [False] * len(c_leaves)
 

@@ -133,12 +133,19 @@ def _pick(values, mask):
     return [v for v, m in zip(values, mask) if m]
 
 
-def _runner(jaxpr):
-    """The function that runs a body program: jit's generated code (cached on the program),
-    or ``eval_jaxpr`` through ``bind`` while fgrad.debug_nans is on."""
-    if core._debug_hook is not None:
-        return lambda *args: eval_jaxpr(jaxpr, (), *args)
+#: A body is compiled (jit's code generator, about a millisecond) once it is to evaluate more
+#: equations than this; shorter runs go through ``eval_jaxpr`` (a few microseconds an equation).
+COMPILE_AFTER_EQNS = 1000
+
+
+def _runner(jaxpr, steps=None):
+    """The function that runs a body program ``steps`` times (``None``: many): jit's generated
+    code (compiled once, cached on the program), or ``eval_jaxpr`` through ``bind`` for a short
+    run and while fgrad.debug_nans is on (so that it checks every operation in a loop)."""
     compiled = getattr(jaxpr, "_compiled", None)
+    if core._debug_hook is not None or (
+            compiled is None and steps is not None and steps * len(jaxpr.eqns) < COMPILE_AFTER_EQNS):
+        return lambda *args: eval_jaxpr(jaxpr, (), *args)
     if compiled is None:
         from ..jit import compile_program
         compiled = compile_program(jaxpr, "body")
@@ -249,7 +256,7 @@ def join_branches(staged):
 
 def _scan_impl(*args, jaxpr, num_consts, num_carry, length, reverse):
     consts, carry, xs = _split(args, num_consts, num_carry)
-    run = _runner(jaxpr)
+    run = _runner(jaxpr, length)
     out_avals = _out_avals(jaxpr)
     ys = [np.empty((length,) + a.shape, a.dtype) for a in out_avals[num_carry:]]
     for i in (range(length - 1, -1, -1) if reverse else range(length)):
@@ -429,7 +436,7 @@ def _clamp(index, n):
 
 def _cond_impl(index, *ops, branches):
     jaxpr = branches[_clamp(index, len(branches))]
-    return [_as_result(o, a) for o, a in zip(_runner(jaxpr)(*ops), _out_avals(jaxpr))]
+    return [_as_result(o, a) for o, a in zip(_runner(jaxpr, 1)(*ops), _out_avals(jaxpr))]
 
 
 cond_p = Primitive("cond", _cond_impl, multiple_results=True)
@@ -525,9 +532,15 @@ WHILE_GRAD_MESSAGE = (
 
 def _while_impl(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
     cond_consts, body_consts, carry = _split(args, cond_nconsts, body_nconsts)
-    cond_run, body_run = _runner(cond_jaxpr), _runner(body_jaxpr)
+    # interpreted for the first steps, compiled once the loop has run long enough to pay for it
+    cond_run, body_run = _runner(cond_jaxpr, 1), _runner(body_jaxpr, 1)
+    budget = COMPILE_AFTER_EQNS // max(1, len(cond_jaxpr.eqns) + len(body_jaxpr.eqns))
+    steps = 0
     while cond_run(*cond_consts, *carry)[0]:
         carry = body_run(*body_consts, *carry)
+        steps += 1
+        if steps == budget:
+            cond_run, body_run = _runner(cond_jaxpr), _runner(body_jaxpr)
     return [_as_result(c, a) for c, a in zip(carry, _out_avals(body_jaxpr))]
 
 
@@ -688,7 +701,7 @@ def _stage_custom_vjp(args, params):
 
 def _cvjp_impl(*ops, fun_jaxpr, fwd_jaxpr, bwd_jaxpr, num_consts):
     fun_k, _, _, args = _split(ops, *num_consts)
-    return [_as_result(o, a) for o, a in zip(_runner(fun_jaxpr)(*fun_k, *args), _out_avals(fun_jaxpr))]
+    return [_as_result(o, a) for o, a in zip(_runner(fun_jaxpr, 1)(*fun_k, *args), _out_avals(fun_jaxpr))]
 
 
 custom_vjp_jaxpr_p = Primitive("custom_vjp_jaxpr", _cvjp_impl, multiple_results=True)
@@ -750,7 +763,7 @@ def _stage_custom_jvp(args, params):
 
 def _cjvp_impl(*ops, fun_jaxpr, jvp_jaxpr, num_consts):
     fun_k, _, args = _split(ops, *num_consts)
-    return [_as_result(o, a) for o, a in zip(_runner(fun_jaxpr)(*fun_k, *args), _out_avals(fun_jaxpr))]
+    return [_as_result(o, a) for o, a in zip(_runner(fun_jaxpr, 1)(*fun_k, *args), _out_avals(fun_jaxpr))]
 
 
 custom_jvp_jaxpr_p = Primitive("custom_jvp_jaxpr", _cjvp_impl, multiple_results=True)
