@@ -28,6 +28,10 @@ Choices, as JAX makes them unless said otherwise:
 * **Results** are NumPy arrays (or the NumPy scalars NumPy's own functions return), in the
   output's pytree structure. Like any NumPy function, a result may be a view of an input
   (``jit(lambda x: x.T)``), or the input itself when the optimised program is the identity.
+* **Control flow** (``fgrad.lax``): a ``scan`` or ``while`` equation becomes a Python loop in
+  the generated function, calling its body compiled by this same generator (its source is
+  listed, commented, under the function's), and a ``cond`` an indexed call of compiled
+  branches; ``passes.prune_control_flow`` first drops the outputs nothing reads.
 * **Donation** (``donate_argnums``): the listed arguments' buffers may be overwritten by the
   program (an elementwise result written into them with ``out=``), so do not use them after
   the call. A donated array that is read-only, not an ``ndarray``, or may share memory with

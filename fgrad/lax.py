@@ -250,14 +250,33 @@ def _scan_length(what, length, x_paths, x_leaves):
     return n
 
 
-def map(f, xs):  # noqa: A001 - mirrors jax.lax.map
+def map(f, xs, *, batch_size=None):  # noqa: A001 - mirrors jax.lax.map
     """``f`` applied to each row of ``xs`` (a pytree), results stacked: a scan with no carry.
 
-    Unlike ``vmap`` the rows run one after another (memory of one row at a time).
+    Unlike ``vmap`` the rows run one after another (the memory of one row at a time). With
+    ``batch_size``, ``f`` is vmapped over blocks of that many rows and the blocks are scanned
+    (the remainder, if the length does not divide, is one more vmapped call), as in JAX.
     """
-    def body(carry, x):
-        return carry, f(x)
-    return scan(body, (), xs)[1]
+    if batch_size is None:
+        return scan(lambda carry, x: (carry, f(x)), (), xs)[1]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise TypeError(f"fgrad.lax.map({_fname(f)}): batch_size must be a positive int, got "
+                        f"{batch_size!r}")
+    from .api import vmap
+    leaves = tree.leaves(xs)
+    n = _scan_length(f"fgrad.lax.map({_fname(f)})", None, *tree.flatten_with_path(xs)[:2])
+    blocks, rest = divmod(n, int(batch_size))
+    parts = []
+    if blocks:
+        main = tree.map(lambda x: fnp.reshape(x[:blocks * batch_size],
+                                              (blocks, batch_size) + shape_of(x)[1:]), xs)
+        ys = scan(lambda carry, x: (carry, vmap(f)(x)), (), main)[1]
+        parts.append(tree.map(lambda y: fnp.reshape(y, (blocks * batch_size,) + shape_of(y)[2:]), ys))
+    if rest or not leaves:
+        parts.append(vmap(f)(tree.map(lambda x: x[blocks * batch_size:], xs)))
+    if len(parts) == 1:
+        return parts[0]
+    return tree.map(lambda a, b: fnp.concatenate([a, b]), parts[0], parts[1])
 
 
 # --------------------------------------------------------------------------------------------

@@ -539,6 +539,39 @@ def test_fori_loop_static_bounds_are_reverse_differentiable():
     assert "scan[" in str(fgrad.make_jaxpr(f)(0.7))
 
 
+@pytest.mark.parametrize("batch_size", [None, 1, 2, 3, 7])
+def test_map_matches_a_loop_with_and_without_batch_size(batch_size):
+    xs = {"a": np.linspace(-1, 1, 14).reshape(7, 2), "b": np.arange(7.0)}
+    f = lambda r: fnp.sin(r["a"]) * r["b"]   # noqa: E731
+    want = np.stack([np.sin(xs["a"][i]) * xs["b"][i] for i in range(7)])
+    close(lax.map(f, xs, batch_size=batch_size), want)
+    close(fgrad.jit(lambda xs: lax.map(f, xs, batch_size=batch_size))(xs), want)
+    g = fgrad.grad(lambda xs: fnp.sum(lax.map(f, xs, batch_size=batch_size) ** 2))(xs)
+    close(g, fgrad.grad(lambda xs: fnp.sum(fgrad.vmap(f)(xs) ** 2))(xs))
+
+
+@given(thresholds=st.lists(st.floats(0.5, 40.0), min_size=1, max_size=5),
+       start=st.floats(0.1, 2.0), factor=st.floats(1.1, 3.0))
+def test_vmap_while_loop_against_rows_hypothesis(thresholds, start, factor):
+    def grow(limit, x):
+        return lax.while_loop(lambda c: c[0] < limit, lambda c: (c[0] * factor, c[1] + 1), (x, 0))
+
+    def grow_loop(limit, x):
+        n = 0
+        while x < limit:
+            x, n = x * factor, n + 1
+        return x, n
+    limits = np.array(thresholds)
+    xs = np.full(len(limits), start)
+    got = fgrad.vmap(grow)(limits, xs)
+    want = [grow_loop(lim, x) for lim, x in zip(limits, xs)]
+    close(got[0], np.array([w[0] for w in want]))
+    np.testing.assert_array_equal(got[1], [w[1] for w in want])
+    close(fgrad.jit(fgrad.vmap(grow))(limits, xs), got)
+    tangent = fgrad.jvp(lambda x: fgrad.vmap(grow)(limits, x)[0], (xs,), (np.ones(len(xs)),))[1]
+    close(tangent, np.array([factor ** w[1] for w in want]))
+
+
 def test_stop_gradient_is_reexported():
     assert lax.stop_gradient is fgrad.stop_gradient
     close(fgrad.grad(lambda x: lax.stop_gradient(x) * x)(3.0), 3.0)
