@@ -678,7 +678,18 @@ def _cond_lines(e, ins, outs, em, i):
             f"{_targets(outs)} = {pick}({', '.join(ops)})"]
 
 
-_CONTROL_FLOW = {"scan": _scan_lines, "while": _while_lines, "cond": _cond_lines}
+def _custom_call_lines(e, ins, outs, em, i):
+    # a custom_vjp / custom_jvp call recorded in a lax body: run, it is its function
+    fun = e.params["fun_jaxpr"]
+    body = _subprogram(em, fun, "custom_fun")
+    n_consts = e.params["num_consts"]
+    args = ins[:n_consts[0]] + ins[sum(n_consts):]
+    return [f"# {e.prim.name}: its function, {body} (listed below)",
+            f"{_targets(outs)} = {body}({', '.join(args)})"]
+
+
+_CONTROL_FLOW = {"scan": _scan_lines, "while": _while_lines, "cond": _cond_lines,
+                 "custom_vjp_jaxpr": _custom_call_lines, "custom_jvp_jaxpr": _custom_call_lines}
 
 
 def _identifier(name):
