@@ -135,7 +135,7 @@ def _pick(values, mask):
 
 #: A body is compiled (jit's code generator, about a millisecond) once it is to evaluate more
 #: equations than this; shorter runs go through ``eval_jaxpr`` (a few microseconds an equation).
-COMPILE_AFTER_EQNS = 1000
+COMPILE_AFTER_EQNS = 200
 
 
 def _runner(jaxpr, steps=None):
