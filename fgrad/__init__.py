@@ -17,11 +17,18 @@ from .errors import (ConcretizationError, FgradError, MissingRuleError,
 from . import random, testing  # noqa: F401
 from .jit import ShapeDtypeStruct, eval_shape, jit
 from . import lax  # noqa: F401  (after api: it re-exports stop_gradient)
+from . import nn, scipy  # noqa: F401  (jax.nn, jax.scipy.special)
+
+jacobian = jacrev             # JAX's alias
+tree_util = tree              # jax.tree_util's names live in fgrad.tree
+import sys as _sys            # noqa: E402  (so `import fgrad.tree_util` works too)
+_sys.modules[__name__ + ".tree_util"] = tree
+del _sys
 
 __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "vmap", "jacfwd", "jacrev",
-           "hessian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat",
-           "make_jaxpr", "debug_nans", "lax", "numpy", "random", "tree", "testing", "FgradError",
+           "hessian", "jacobian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat",
+           "make_jaxpr", "debug_nans", "lax", "nn", "numpy", "random", "scipy", "tree", "tree_util", "testing", "FgradError",
            "UnexpectedTracerError", "TracerArrayConversionError", "ConcretizationError",
            "MissingRuleError", "TransformError"]

@@ -267,6 +267,43 @@ unary("log10", positive, torch.log10)
 unary("exp2", real, torch.exp2)
 unary("erf", real, torch.special.erf, ref=_np_erf)
 unary("logistic", real, torch.sigmoid, ref=_np_logistic)
+# special functions NumPy lacks (scipy.special's; torch.special is the reference)
+def _torch_ref(fn):
+    return lambda x, **kw: fn(torch.from_numpy(np.asarray(x)), **kw).numpy()
+
+
+def wide_positive(rng, shape):            # lgamma/digamma: small arguments and the asymptotic range
+    return np.asarray(rng.uniform(0.05, 15.0, shape))
+
+
+def negative_off_integers(rng, shape):    # the reflection formula: -k - u for u in [0.2, 0.8]
+    return np.asarray(-rng.integers(0, 4, shape) - rng.uniform(0.2, 0.8, shape))
+
+
+unary("erfc", real, torch.special.erfc,
+      ref=lambda x: np.vectorize(math.erfc, otypes=[x.dtype])(x))
+unary("erfinv", unit_interval, torch.special.erfinv, ref=_torch_ref(torch.special.erfinv))
+unary("lgamma", wide_positive, torch.lgamma, ref=_torch_ref(torch.lgamma))
+unary("digamma", wide_positive, torch.digamma, ref=_torch_ref(torch.digamma))
+row("lgamma_negative", lambda x: fnp.gammaln(x), torch.lgamma, unary_samples(negative_off_integers),
+    ref=_torch_ref(torch.lgamma), grad2=True)
+row("digamma_negative", lambda x: fnp.digamma(x), torch.digamma,
+    unary_samples(negative_off_integers), ref=_torch_ref(torch.digamma))
+
+
+@st.composite
+def polygamma_samples(draw):
+    return _sample(draw, [(wide_positive, draw(shapes()))], n=draw(st.sampled_from([1, 2])))
+
+
+def _mp_polygamma(x, n):
+    """mpmath's polygamma (torch's trigamma is good to about 1e-9 only; mpmath comes with torch)."""
+    import mpmath
+    return np.vectorize(lambda v: float(mpmath.polygamma(n, float(v))), otypes=[x.dtype])(x)
+
+
+row("polygamma", lambda x, n: fnp.polygamma(n, x), lambda x, n: torch.polygamma(n, x),
+    polygamma_samples(), ref=_mp_polygamma, grad2=True)
 # zero derivative almost everywhere (sampled away from the jumps)
 unary("sign", away_from_zero, torch.sign)
 unary("floor", off_integers, torch.floor)
@@ -384,6 +421,9 @@ def clip_samples(draw):
 
 row("clip", lambda xp, x, a_min, a_max: xp.clip(x, a_min, a_max),
     lambda x, a_min, a_max: torch.clamp(x, a_min, a_max), clip_samples(), grad2=True)
+# JAX's keywords min=/max= (NumPy 2.1 accepts them too)
+row("clip_jax_keywords", lambda xp, x, a_min, a_max: xp.clip(x, min=a_min, max=a_max),
+    lambda x, a_min, a_max: torch.clamp(x, a_min, a_max), clip_samples())
 # bounds as arrays: x on the integer grid, bounds on the half-integer grid (never tied with x);
 # where lo > hi the result is hi, in NumPy, fgrad and torch alike
 row("clip_array_bounds", lambda xp, x, lo, hi: xp.clip(x, lo, hi),
@@ -918,6 +958,144 @@ for _mode in ("set", "add", "mul"):
             x, y, _positions(tuple(x.shape))[template], _mode),
         scatter_samples(_mode, basic=True),
         ref=lambda x, y, template, _mode=_mode: _np_scatter(x, y, template, _mode))
+
+
+def _t_scatter_reduce(x, y, picked_positions, reduce):
+    """``x.at[index].min/max(y)`` in torch (ties share the gradient evenly, as fgrad)."""
+    pos = np.array(picked_positions, dtype=np.int64)
+    idx = torch.from_numpy(pos.reshape(-1))
+    y = torch.broadcast_to(y, pos.shape).reshape(-1)
+    return x.reshape(-1).scatter_reduce(0, idx, y, reduce=reduce, include_self=True).reshape(x.shape)
+
+
+def _np_scatter_reduce(x, y, index, ufunc):
+    out = np.array(x, copy=True)
+    ufunc.at(out, index, y)
+    return out
+
+
+for _mode, _ufunc in (("min", np.minimum), ("max", np.maximum)):
+    row(f"at_{_mode}", lambda x, y, *arrays, template, _mode=_mode:
+        getattr(fnp.at(x)[fill(template, arrays)], _mode)(y),
+        lambda x, y, *arrays, template, _mode=_mode: _t_scatter_reduce(
+            x, y, _positions(tuple(x.shape))[fill(template, arrays)], "a" + _mode),
+        scatter_samples("add"),
+        ref=lambda x, y, *arrays, template, _ufunc=_ufunc:
+        _np_scatter_reduce(x, y, fill(template, arrays), _ufunc))
+    row(f"at_{_mode}_basic", lambda x, y, template, _mode=_mode:
+        getattr(fnp.at(x)[template], _mode)(y),
+        lambda x, y, template, _mode=_mode: _t_scatter_reduce(
+            x, y, _positions(tuple(x.shape))[template], "a" + _mode),
+        scatter_samples("add", basic=True),
+        ref=lambda x, y, template, _ufunc=_ufunc: _np_scatter_reduce(x, y, template, _ufunc))
+
+row("at_apply", lambda x, *arrays, template: fnp.at(x)[fill(template, arrays)].apply(fnp.sin),
+    lambda x, *arrays, template: _t_scatter(
+        x, torch.sin(_t_gather(x, _positions(tuple(x.shape))[fill(template, arrays)])),
+        _positions(tuple(x.shape))[fill(template, arrays)], "set"),
+    scatter_samples("set").map(lambda s: Sample(lambda rng, b=s.build: _drop_update(b(rng)),
+                                                s.kwargs, s.seed)),
+    ref=lambda x, *arrays, template: _np_apply(x, fill(template, arrays), np.sin))
+
+
+def _drop_update(operands):
+    """``(x, *arrays)`` from scatter operands ``(x, y, *arrays)``."""
+    return (operands[0],) + tuple(operands[2:])
+
+
+def _np_apply(x, index, fn):
+    out = np.array(x, copy=True)
+    out[index] = fn(out[index])
+    return out
+
+
+# --- .at[] modes: indices out of range along axis 0 of an (n, k) array ------------------------
+
+@st.composite
+def out_of_range_samples(draw, with_update=False):
+    n, k = draw(st.integers(1, 4)), draw(st.integers(0, 3))
+    j = draw(st.integers(1, 5))
+
+    def build(rng):
+        idx = rng.integers(-2 * n, 2 * n, j)
+        ops = (real(rng, (n, k)),) + ((real(rng, (j, k)),) if with_update else ())
+        return ops + (idx,)
+    return Sample(build, {}, draw(_seeds()))
+
+
+def _normalized(idx, n):
+    valid = (idx >= -n) & (idx < n)
+    return np.where(idx < 0, idx + n, idx), valid
+
+
+def _t_rows(x, pos):
+    return x[torch.from_numpy(np.array(pos, dtype=np.int64))]
+
+
+row("at_get_clip", lambda x, idx: fnp.at(x)[idx].get(mode="clip"),
+    lambda x, idx: _t_rows(x, np.clip(_normalized(idx, x.shape[0])[0], 0, x.shape[0] - 1)),
+    out_of_range_samples(),
+    ref=lambda x, idx: x[np.clip(_normalized(idx, x.shape[0])[0], 0, x.shape[0] - 1)])
+
+
+def _fill_rows(xp_where, x, idx, rows, fill_value):
+    pos, valid = _normalized(idx, x.shape[0])
+    picked = rows(x, np.where(valid, pos, 0))
+    return xp_where(torch.from_numpy(valid[:, None]) if xp_where is torch.where else valid[:, None],
+                    picked, fill_value)
+
+
+row("at_get_fill", lambda x, idx: fnp.at(x)[idx].get(mode="fill", fill_value=0.5),
+    lambda x, idx: _fill_rows(torch.where, x, idx, _t_rows, 0.5), out_of_range_samples(),
+    ref=lambda x, idx: _fill_rows(np.where, x, idx, lambda a, p: a[p], 0.5))
+
+
+def _np_add_drop(x, y, idx):
+    pos, valid = _normalized(idx, x.shape[0])
+    out = np.array(x, copy=True)
+    np.add.at(out, pos[valid], y[valid])
+    return out
+
+
+def _t_add_drop(x, y, idx):
+    pos, valid = _normalized(idx, x.shape[0])
+    keep = torch.from_numpy(np.nonzero(valid)[0])
+    return x.index_add(0, torch.from_numpy(pos[valid].astype(np.int64)), y[keep])
+
+
+row("at_add_drop", lambda x, y, idx: fnp.at(x)[idx].add(y, mode="drop"), _t_add_drop,
+    out_of_range_samples(with_update=True), ref=_np_add_drop)
+
+
+# --- convolve, correlate ------------------------------------------------------------------------
+
+@st.composite
+def convolve_samples(draw):
+    n, m = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    return _sample(draw, [(real, (n,)), (real, (m,))],
+                   mode=draw(st.sampled_from(["full", "same", "valid"])))
+
+
+def _t_convolve(a, v, mode):
+    if v.shape[0] > a.shape[0]:
+        a, v = v, a
+    n, m = a.shape[0], v.shape[0]
+    out = F.conv1d(a[None, None], v.flip(0)[None, None], padding=m - 1)[0, 0]
+    start = {"full": 0, "same": (m - 1) // 2, "valid": m - 1}[mode]
+    length = {"full": n + m - 1, "same": n, "valid": n - m + 1}[mode]
+    return out[start:start + length]
+
+
+def _t_correlate(a, v, mode):
+    if v.shape[0] > a.shape[0]:
+        return _t_correlate(v, a, mode).flip(0)
+    return _t_convolve(a, v.flip(0), mode)
+
+
+row("convolve", lambda xp, a, v, mode: xp.convolve(a, v, mode), _t_convolve, convolve_samples(),
+    grad2=True)
+row("correlate", lambda xp, a, v, mode: xp.correlate(a, v, mode), _t_correlate,
+    convolve_samples())
 
 
 @st.composite

@@ -91,8 +91,8 @@ def test_map_over_several_trees_and_with_paths():
     assert tree.map(lambda u, v: u + v, a, b) == {"x": [11.0, 22.0], "y": Point(33.0, 44.0)}
     with pytest.raises(ValueError):
         tree.map(lambda u, v: u + v, a, {"x": [1.0], "y": Point(1.0, 2.0)})
-    paths = tree.map_with_path(lambda path, leaf: path, a)
-    assert paths == {"x": [("x", 0), ("x", 1)], "y": Point(("y", 0), ("y", 1))}
+    paths = tree.map_with_path(lambda path, leaf: tree.keystr(path), a)   # JAX's key paths
+    assert paths == {"x": ["['x'][0]", "['x'][1]"], "y": Point("['y'].x", "['y'].y")}
     p, leaves, _ = tree.flatten_with_path(a)
     assert p == [("x", 0), ("x", 1), ("y", 0), ("y", 1)] and leaves == [1.0, 2.0, 3.0, 4.0]
 

@@ -14,6 +14,7 @@ import operator
 
 import numpy as np
 
+from .. import core as _core
 from ..core import Tracer, bind, dtype_of, shape_of, zero
 from ..primitives import dot as _dot, elementwise as ew, indexing as ix, reduction as red, shape as sh
 
@@ -102,6 +103,22 @@ floor = _unary(ew.floor_p, "floor", "Floor elementwise (zero derivative).")
 ceil = _unary(ew.ceil_p, "ceil", "Ceiling elementwise (zero derivative).")
 erf = _unary(ew.erf_p, "erf", "The error function elementwise.")
 logistic = _unary(ew.logistic_p, "logistic", "1 / (1 + exp(-x)), computed without overflow.")
+erfc = _unary(ew.erfc_p, "erfc", "1 - erf(x), accurate in the tail (NumPy has none: scipy.special's).")
+erfinv = _unary(ew.erfinv_p, "erfinv", "The inverse error function on [-1, 1] (scipy.special's).")
+lgamma = gammaln = _unary(ew.lgamma_p, "lgamma", "log |Gamma(x)| (scipy.special.gammaln).")
+digamma = _unary(ew.digamma_p, "digamma", "d/dx log Gamma(x) (scipy.special.digamma).")
+
+
+def polygamma(n, x):
+    """The ``n``-th derivative of digamma, for a static integer ``n >= 0`` (scipy.special's)."""
+    if isinstance(n, Tracer) or int(n) != n or n < 0:
+        raise ValueError(f"fgrad.numpy.polygamma: the order n must be a static integer >= 0, "
+                         f"got {n!r}")
+    x = _arr(x)
+    if int(n) == 0:
+        return digamma(x)
+    return bind(ew.polygamma_p, x, n=int(n))
+
 logical_not = _unary(ew.logical_not_p, "logical_not", "Logical NOT (no derivative).")
 isfinite = _unary(ew.isfinite_p, "isfinite", "True where x is finite.")
 isnan = _unary(ew.isnan_p, "isnan", "True where x is NaN.")
@@ -189,10 +206,18 @@ def where(condition, x=None, y=None):
                          f"{shape_of(x)}, {shape_of(y)} cannot be broadcast together.") from None
 
 
-def clip(a, a_min=None, a_max=None):
-    """Limit values to ``[a_min, a_max]``; the derivative is 1 inside and at the bounds, 0 outside
-    (as ``torch.clamp``)."""
+_NO_BOUND = object()
+
+
+def clip(a, a_min=_NO_BOUND, a_max=_NO_BOUND, *, min=None, max=None):  # noqa: A002 - JAX's names
+    """Limit values to ``[min, max]``; the derivative is 1 inside and at the bounds, 0 outside
+    (as ``torch.clamp``). JAX's keywords ``min=``/``max=`` and NumPy's ``a_min``/``a_max``
+    (positional or keyword) are both accepted."""
     a = _arr(a)
+    if a_min is not _NO_BOUND and min is not None or a_max is not _NO_BOUND and max is not None:
+        raise TypeError("fgrad.numpy.clip: give each bound once, as a_min/a_max or as min/max")
+    a_min = min if a_min is _NO_BOUND else a_min
+    a_max = max if a_max is _NO_BOUND else a_max
     if a_min is not None:
         a = where(a < a_min, a_min, a)
     if a_max is not None:
@@ -766,33 +791,166 @@ def _scatter(prim, x, idx, y):
                         f"{shape_of(x)} with a value of shape {shape_of(y)}: {err}") from None
 
 
+_MODES = (None, "promise_in_bounds", "clip", "fill", "drop")
+
+
+def _default_fill(dt):
+    """JAX's fill value for out-of-range reads: NaN, the most negative (signed) or largest
+    (unsigned) integer, True."""
+    dt = np.dtype(dt)
+    if dt.kind in "fc":
+        return np.nan
+    if dt.kind == "i":
+        return np.iinfo(dt).min
+    if dt.kind == "u":
+        return np.iinfo(dt).max
+    return True
+
+
+def _moded_index(x_shape, idx, mode, fn):
+    """``(index, padded_axes)``: ``idx`` with its integer entries brought in range by ``mode``.
+
+    ``"clip"`` clamps each integer index to ``[0, n - 1]`` (after counting negative ones from the
+    end); ``"fill"`` and ``"drop"`` send out-of-range indices to position ``n``, one past the end
+    of an axis the caller pads by one (``padded_axes``), so that a read there gives the fill
+    value and a write there is cut off with the padding. Slices and masks never leave the array.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"fgrad.numpy .at[].{fn}: mode must be one of 'promise_in_bounds', "
+                         f"'clip', 'fill' or 'drop', got {mode!r}")
+    if mode in (None, "promise_in_bounds"):
+        return idx, ()
+    parts = list(idx) if isinstance(idx, tuple) else [idx]
+    consumed = 0
+    for i in parts:
+        if i is None or i is Ellipsis:
+            continue
+        if not isinstance(i, (slice, int, np.integer)) and dtype_of(i).kind == "b":
+            consumed += len(shape_of(i))
+        else:
+            consumed += 1
+    out, padded, axis = [], [], 0
+    for i in parts:
+        if i is None:
+            out.append(i)
+            continue
+        if i is Ellipsis:
+            out.append(i)
+            axis += len(x_shape) - consumed
+            continue
+        if isinstance(i, slice):
+            out.append(i)
+            axis += 1
+            continue
+        if isinstance(i, (bool, np.bool_)) or (not isinstance(i, (int, np.integer))
+                                               and dtype_of(i).kind == "b"):
+            out.append(i)
+            axis += len(shape_of(i))
+            continue
+        if axis >= len(x_shape):
+            raise IndexError(f"fgrad.numpy .at[].{fn}: too many indices for an array of shape "
+                             f"{x_shape}")
+        n = x_shape[axis]
+        i = i if isinstance(i, (int, np.integer, Tracer)) else np.asarray(i)
+        if mode == "clip":
+            i = where(i < 0, i + n, i)
+            i = clip(i, 0, builtins.max(n - 1, 0))
+        else:
+            ok = (i >= -n) & (i < n)
+            i = where(ok, where(i < 0, i + n, i), n)
+            padded.append(axis)
+        if isinstance(i, np.ndarray) and i.ndim == 0:
+            i = int(i)
+        out.append(i)
+        axis += 1
+    return tuple(out), tuple(padded)
+
+
+def _pad_axes(x, axes, value):
+    pw = [(0, 1 if ax in axes else 0) for ax in range(ndim(x))]
+    return pad(x, pw, constant_values=value)
+
+
 class _IndexUpdateRef:
-    """``x.at[idx]``: functional updates that return a new array (``jax.Array.at``)."""
+    """``x.at[idx]``: functional updates that return a new array (``jax.Array.at``).
+
+    ``set add subtract multiply divide min max power apply get``. Repeated indices accumulate in
+    ``add``, ``multiply``, ``min`` and ``max`` (every occurrence takes part, as in JAX);
+    ``set``, ``power`` and ``apply`` use the last one (NumPy's fancy assignment).
+    ``mode``: ``None``/``"promise_in_bounds"`` (NumPy's rule: an out-of-range index raises),
+    ``"clip"`` (clamp indices into range), ``"fill"`` (reads out of range give ``fill_value``,
+    NaN by default for floats; writes out of range are dropped), ``"drop"`` (writes out of range
+    are dropped; for ``get`` as ``"fill"``). ``indices_are_sorted`` and ``unique_indices`` are
+    accepted and ignored (they are hints for XLA).
+    """
 
     __slots__ = ("x", "idx")
 
     def __init__(self, x, idx):
         self.x, self.idx = x, idx
 
-    def get(self):
-        return getitem(self.x, self.idx)
+    def get(self, *, mode=None, fill_value=None, indices_are_sorted=False, unique_indices=False):
+        x = _arr(self.x)
+        idx, padded = _moded_index(shape_of(x), self.idx, mode, "get")
+        if padded:
+            fill = _default_fill(dtype_of(x)) if fill_value is None else fill_value
+            x = _padded_for_fill(x, padded, fill)
+        return getitem(x, idx)
 
-    def set(self, values):
-        return _scatter(ix.scatter_set_p, self.x, self.idx, values)
+    def _update(self, prim, values, mode, fn):
+        x = _arr(self.x)
+        idx, padded = _moded_index(shape_of(x), self.idx, mode, fn)
+        if not padded:
+            return _scatter(prim, x, idx, values)
+        out = _scatter(prim, _pad_axes(x, padded, 0), idx, values)
+        return getitem(out, tuple(slice(0, n) for n in shape_of(x)))
 
-    def add(self, values):
-        return _scatter(ix.scatter_add_p, self.x, self.idx, values)
+    def set(self, values, *, mode=None, indices_are_sorted=False, unique_indices=False):
+        return self._update(ix.scatter_set_p, values, mode, "set")
 
-    def subtract(self, values):
-        return self.add(-_arr(values))
+    def add(self, values, *, mode=None, indices_are_sorted=False, unique_indices=False):
+        return self._update(ix.scatter_add_p, values, mode, "add")
 
-    def multiply(self, values):
-        return _scatter(ix.scatter_mul_p, self.x, self.idx, values)
+    def subtract(self, values, *, mode=None, indices_are_sorted=False, unique_indices=False):
+        return self.add(-_arr(values), mode=mode)
+
+    def multiply(self, values, *, mode=None, indices_are_sorted=False, unique_indices=False):
+        return self._update(ix.scatter_mul_p, values, mode, "multiply")
 
     mul = multiply
 
-    def divide(self, values):
-        return self.multiply(1 / _arr(values))
+    def divide(self, values, *, mode=None, indices_are_sorted=False, unique_indices=False):
+        return self.multiply(1 / _arr(values), mode=mode)
+
+    def min(self, values, *, mode=None, indices_are_sorted=False, unique_indices=False):  # noqa: A003
+        """``x[idx] = minimum(x[idx], values)``; the derivative follows the smaller operand."""
+        return self._update(ix.scatter_min_p, values, mode, "min")
+
+    def max(self, values, *, mode=None, indices_are_sorted=False, unique_indices=False):  # noqa: A003
+        """``x[idx] = maximum(x[idx], values)``; the derivative follows the larger operand."""
+        return self._update(ix.scatter_max_p, values, mode, "max")
+
+    def power(self, values, *, mode=None, indices_are_sorted=False, unique_indices=False):
+        """``x[idx] = x[idx] ** values``."""
+        return self.apply(lambda v: power(v, values), mode=mode)
+
+    def apply(self, func, *, mode=None, indices_are_sorted=False, unique_indices=False):
+        """``x[idx] = func(x[idx])`` for an elementwise ``func`` (applied once per position)."""
+        x = _arr(self.x)
+        idx, padded = _moded_index(shape_of(x), self.idx, mode, "apply")
+        if padded:
+            xp = _pad_axes(x, padded, 0)
+            out = _scatter(ix.scatter_set_p, xp, idx, func(getitem(xp, idx)))
+            return getitem(out, tuple(slice(0, n) for n in shape_of(x)))
+        return _scatter(ix.scatter_set_p, x, idx, func(getitem(x, idx)))
+
+
+def _padded_for_fill(x, axes, fill):
+    """``x`` with one more entry of value ``fill`` at the end of each axis in ``axes``."""
+    dt = dtype_of(x)
+    if dt.kind in "iub" or not isinstance(fill, float):
+        return _pad_axes(x, axes, np.asarray(fill, dt))
+    return _pad_axes(x, axes, fill)
 
 
 class _IndexUpdateHelper:
@@ -952,6 +1110,47 @@ def tensordot(a, b, axes=2):
     return _dot.dot_general(a, b, ((tuple(ax_a), tuple(ax_b)), ((), ())))
 
 
+def convolve(a, v, mode="full"):
+    """Discrete linear convolution of two 1-D arrays, ``out[k] = sum_n a[n] v[k - n]``, with
+    NumPy's modes ``"full"`` (length N + M - 1), ``"same"`` (max(N, M)) and ``"valid"``
+    (max(N, M) - min(N, M) + 1). Differentiable in both operands: each output is a dot product
+    of a window of the zero-padded longer operand with the reversed shorter one."""
+    a, v = _arr(a), _arr(v)
+    if ndim(a) != 1 or ndim(v) != 1:
+        raise ValueError(f"fgrad.numpy.convolve: a and v must be 1-D, got shapes {shape_of(a)} "
+                         f"and {shape_of(v)}")
+    n, m = shape_of(a)[0], shape_of(v)[0]
+    if n == 0 or m == 0:
+        raise ValueError("fgrad.numpy.convolve: a and v must not be empty")
+    if m > n:                      # convolution commutes; slide the shorter one
+        a, v, n, m = v, a, m, n
+    full_len = n + m - 1
+    padded = pad(a, (m - 1, m - 1))
+    windows = padded[np.arange(full_len)[:, None] + np.arange(m)[None, :]]   # (N + M - 1, M)
+    out = matmul(windows, flip(v))
+    if mode == "full":
+        return out
+    if mode == "same":
+        start = (m - 1) // 2
+        return out[start:start + n]
+    if mode == "valid":
+        return out[m - 1:n]
+    raise ValueError(f"fgrad.numpy.convolve: mode must be 'full', 'same' or 'valid', got {mode!r}")
+
+
+def correlate(a, v, mode="valid"):
+    """Cross-correlation of two 1-D arrays, ``out[k] = sum_n a[n + k] v[n]`` (NumPy's
+    ``correlate`` for real inputs: ``"valid"`` by default, also ``"same"`` and ``"full"``)."""
+    a, v = _arr(a), _arr(v)
+    if ndim(a) != 1 or ndim(v) != 1:
+        raise ValueError(f"fgrad.numpy.correlate: a and v must be 1-D, got shapes {shape_of(a)} "
+                         f"and {shape_of(v)}")
+    n, m = shape_of(a)[0], shape_of(v)[0]
+    if m > n:                      # NumPy: correlate(a, v) = correlate(v, a) reversed
+        return flip(correlate(v, a, mode))
+    return convolve(a, flip(v), mode)
+
+
 # --------------------------------------------------------------------------------------------
 # Creation (constants: they never depend on traced values)
 # --------------------------------------------------------------------------------------------
@@ -960,30 +1159,61 @@ def _like_dtype(a, dtype):
     return np.dtype(dtype) if dtype is not None else dtype_of(a)
 
 
+class ArrayWithAt(np.ndarray):
+    """What creation functions return inside a transform: a NumPy array with JAX's ``.at``.
+
+    ``jnp.zeros(n).at[i].set(v)`` is the JAX idiom for building an array inside a function, but
+    ``numpy.ndarray`` has no ``.at`` and cannot be given one. So while a transform is active
+    (``grad``, ``vmap``, ``jit``, ...), ``zeros``, ``ones``, ``full``, ``empty``, the ``*_like``
+    functions, ``array``, ``asarray``, ``arange``, ``linspace``, ``eye`` and ``identity`` return
+    their array as this thin subclass (a view: no copy). It is an ``ndarray`` in every other
+    respect, and NumPy arithmetic on it gives plain ``ndarray`` results (``__array_wrap__``),
+    so it does not spread. Outside every transform these functions return plain NumPy arrays,
+    as everything in fgrad.numpy does; there ``fgrad.numpy.at(x)[i].set(v)`` is the spelling
+    that works on any array.
+    """
+
+    @property
+    def at(self):
+        return _IndexUpdateHelper(self)
+
+    def __array_wrap__(self, obj, context=None, return_scalar=False):
+        if return_scalar:
+            return obj[()]
+        return obj.view(np.ndarray) if type(obj) is not np.ndarray else obj
+
+
+def _made(out):
+    """``out`` as an :class:`ArrayWithAt` while a transform is active, else unchanged."""
+    if _core._trace_stack and type(out) is np.ndarray:
+        return out.view(ArrayWithAt)
+    return out
+
+
 def zeros(shape, dtype=float):
-    return np.zeros(shape, dtype)
+    return _made(np.zeros(shape, dtype))
 
 
 def ones(shape, dtype=float):
-    return np.ones(shape, dtype)
+    return _made(np.ones(shape, dtype))
 
 
 def full(shape, fill_value, dtype=None):
     if isinstance(fill_value, Tracer):
         return broadcast_to(astype(fill_value, dtype) if dtype else fill_value, _shape_arg(shape))
-    return np.full(shape, fill_value, dtype)
+    return _made(np.full(shape, fill_value, dtype))
 
 
 def empty(shape, dtype=float):
-    return np.zeros(shape, dtype)
+    return _made(np.zeros(shape, dtype))
 
 
 def zeros_like(a, dtype=None, shape=None):
-    return np.zeros(shape_of(a) if shape is None else shape, _like_dtype(a, dtype))
+    return _made(np.zeros(shape_of(a) if shape is None else shape, _like_dtype(a, dtype)))
 
 
 def ones_like(a, dtype=None, shape=None):
-    return np.ones(shape_of(a) if shape is None else shape, _like_dtype(a, dtype))
+    return _made(np.ones(shape_of(a) if shape is None else shape, _like_dtype(a, dtype)))
 
 
 def full_like(a, fill_value, dtype=None, shape=None):
@@ -1000,14 +1230,27 @@ def asarray(a, dtype=None):
         return a if dtype is None else astype(a, dtype)
     if isinstance(a, (list, tuple)) and builtins.any(isinstance(x, Tracer) for x in _flat(a)):
         return stack([asarray(x, dtype) for x in a])
-    return np.asarray(a, dtype)
+    return _made(np.asarray(a, dtype))
 
 
 def array(a, dtype=None, copy=True):
     if isinstance(a, Tracer) or (isinstance(a, (list, tuple)) and builtins.any(
             isinstance(x, Tracer) for x in _flat(a))):
         return asarray(a, dtype)
-    return np.array(a, dtype, copy=copy)
+    return _made(np.array(a, dtype, copy=copy))
+
+
+def _creation(np_fn):
+    def fn(*args, **kwargs):
+        return _made(np_fn(*args, **kwargs))
+    fn.__name__ = fn.__qualname__ = np_fn.__name__
+    fn.__doc__ = f"numpy.{np_fn.__name__} (an array with ``.at`` inside transforms)."
+    return fn
+
+
+arange, linspace, eye, identity = (_creation(np.arange), _creation(np.linspace),
+                                   _creation(np.eye), _creation(np.identity))
+tri = np.tri
 
 
 def _flat(seq):
@@ -1018,7 +1261,6 @@ def _flat(seq):
             yield x
 
 
-arange, linspace, eye, identity, tri = np.arange, np.linspace, np.eye, np.identity, np.tri
 meshgrid, indices, logspace = np.meshgrid, np.indices, np.logspace
 allclose, array_equal, isclose = np.allclose, np.array_equal, np.isclose
 

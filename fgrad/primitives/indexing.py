@@ -1,4 +1,4 @@
-"""Indexing: gather (``x[idx]``) and scatter (``x.at[idx].add/set/mul``).
+"""Indexing: gather (``x[idx]``) and scatter (``x.at[idx].add/set/mul/min/max``).
 
 An index is split into a static *template* and traced integer *arrays*: the template is the
 index tuple with every integer array replaced by :data:`ARRAY`, and the arrays are positional
@@ -134,6 +134,18 @@ scatter_set_p = Primitive("scatter_set", _scatter_impl("set"))
 scatter_mul_p = Primitive("scatter_mul", _scatter_impl("mul"))
 
 
+def _scatter_extremum_impl(ufunc):
+    def impl(x, y, *arrays, template):
+        out = np.array(x, copy=True)
+        ufunc.at(out, build_index(template, arrays), y)   # every repeated index takes part
+        return out
+    return impl
+
+
+scatter_min_p = Primitive("scatter_min", _scatter_extremum_impl(np.minimum))
+scatter_max_p = Primitive("scatter_max", _scatter_extremum_impl(np.maximum))
+
+
 def _gather(g, arrays, template):
     return gather_p.bind(g, *arrays, template=template)
 
@@ -175,6 +187,43 @@ scatter_mul_p.vjp = lambda i: {
 }.get(i)
 
 
+# out = x;  out[idx] = min(out[idx], y) (max alike), over every occurrence of each index.
+# The derivative goes to the operands equal to the result, split evenly between ties (as
+# fgrad.numpy.minimum/maximum and torch.amin): with e_x = [x == out] and e_y = [y == out[idx]],
+# n = e_x + scatter_add(e_y), d out = (e_x x_dot + scatter_add(e_y y_dot)) / n.
+def _extremum_weights(ans, x, y, arrays, template):
+    y = fnp.broadcast_to(y, shape_of(_gather(ans, arrays, template)))
+    e_x = fnp.astype(fnp.equal(x, ans), dtype_of(ans))
+    e_y = fnp.astype(fnp.equal(y, _gather(ans, arrays, template)), dtype_of(ans))
+    count = e_x + scatter_add_p.bind(_zeros(ans), e_y, *arrays, template=template)
+    return e_x / count, e_y, count
+
+
+def _extremum_rules(prim):
+    def x_jvp(x_dot, ans, x, y, *arrays, template):
+        w_x, _, _ = _extremum_weights(ans, x, y, arrays, template)
+        return x_dot * w_x
+
+    def y_jvp(y_dot, ans, x, y, *arrays, template):
+        _, e_y, count = _extremum_weights(ans, x, y, arrays, template)
+        y_dot = fnp.broadcast_to(y_dot, shape_of(e_y))
+        return scatter_add_p.bind(_zeros(ans), y_dot * e_y, *arrays, template=template) / count
+
+    def x_vjp(g, ans, x, y, *arrays, template):
+        return g * _extremum_weights(ans, x, y, arrays, template)[0]
+
+    def y_vjp(g, ans, x, y, *arrays, template):
+        _, e_y, count = _extremum_weights(ans, x, y, arrays, template)
+        return _gather(g / count, arrays, template) * e_y    # summed to y's shape by the tape
+
+    defjvp(prim, x_jvp, y_jvp)
+    prim.vjp = lambda i: {0: x_vjp, 1: y_vjp}.get(i)
+
+
+_extremum_rules(scatter_min_p)
+_extremum_rules(scatter_max_p)
+
+
 def _scatter_batch(prim):
     def rule(vals, dims, *, template):
         unbatched_x_shape = _unbatched_shape(vals[0], dims[0])
@@ -200,7 +249,7 @@ def _unbatched_shape(v, d):
     return s if d is not_mapped else s[:d] + s[d + 1:]
 
 
-for _p in (scatter_add_p, scatter_set_p, scatter_mul_p):
+for _p in (scatter_add_p, scatter_set_p, scatter_mul_p, scatter_min_p, scatter_max_p):
     _scatter_batch(_p)
     same_abstract_eval(_p)   # the result is x with some entries replaced
 
