@@ -10,7 +10,7 @@ from . import numpy  # noqa: F401  (first: the primitives' rules are written wit
 from . import core, primitives, tree  # noqa: F401
 from .api import (grad, hessian, jacfwd, jacrev, jvp, linearize, make_jaxpr, stop_gradient,
                   value_and_grad, vjp, vmap)
-from .custom import checkpoint, custom_jvp, custom_vjp, remat
+from .custom import checkpoint, checkpoint_policies, custom_jvp, custom_vjp, remat
 from .debug import debug_nans
 from .errors import (ConcretizationError, FgradError, MissingRuleError,
                      TracerArrayConversionError, TransformError, UnexpectedTracerError)
@@ -28,7 +28,7 @@ del _sys
 __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "vmap", "jacfwd", "jacrev",
-           "hessian", "jacobian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat",
+           "hessian", "jacobian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "checkpoint_policies", "remat",
            "make_jaxpr", "debug_nans", "lax", "nn", "numpy", "random", "scipy", "tree", "tree_util", "testing", "FgradError",
            "UnexpectedTracerError", "TracerArrayConversionError", "ConcretizationError",
            "MissingRuleError", "TransformError"]

@@ -34,9 +34,9 @@ import optree
 
 from . import tree
 
-from .core import Primitive, dtype_of, instantiate_zeros, is_float, shape_of
+from .core import Primitive, Trace, Tracer, dtype_of, instantiate_zeros, is_float, shape_of
 
-__all__ = ["custom_vjp", "custom_jvp", "checkpoint", "remat"]
+__all__ = ["custom_vjp", "custom_jvp", "checkpoint", "remat", "checkpoint_policies"]
 
 
 def _only_float_operands(fun, values):
@@ -353,6 +353,37 @@ class custom_jvp:
         self.jvp_rule = jvp_rule
         return jvp_rule
 
+    def defjvps(self, *jvps):
+        """One rule per positional argument, as ``jax.custom_jvp.defjvps``:
+        ``jvps[i](x_dot_i, primal_out, *primals) -> tangent contribution`` (``None`` for an
+        argument with no derivative); the output tangent is the sum of the contributions.
+
+        >>> @fgrad.custom_jvp
+        ... def f(x, y): return fnp.sin(x) * y
+        >>> f.defjvps(lambda x_dot, ans, x, y: fnp.cos(x) * x_dot * y,
+        ...           lambda y_dot, ans, x, y: fnp.sin(x) * y_dot)
+        """
+        if self.nondiff_argnums:
+            raise TypeError(f"custom_jvp {self.__name__}: defjvps cannot be used with "
+                            f"nondiff_argnums; write one rule with defjvp")
+
+        def jvp_rule(primals, tangents):
+            if len(jvps) != len(primals):
+                raise TypeError(f"custom_jvp {self.__name__}: defjvps got {len(jvps)} rule(s) "
+                                f"for a call with {len(primals)} argument(s); give one per "
+                                f"argument (None for no derivative)")
+            out = self(*primals)
+            contributions = [rule(t, out, *primals) for rule, t in zip(jvps, tangents)
+                             if rule is not None]
+            if not contributions:
+                return out, tree.map(lambda o: np.zeros(shape_of(o), dtype_of(o)), out)
+            total = contributions[0]
+            for c in contributions[1:]:
+                total = tree.map(lambda a, b: a + b, total, c)
+            return out, total
+        jvp_rule.__name__ = "defjvps"
+        self.defjvp(jvp_rule)
+
     def __call__(self, *args):
         if self.jvp_rule is None:
             raise TypeError(f"custom_jvp function {self.__name__} has no rule: decorate one with "
@@ -402,12 +433,145 @@ class custom_jvp:
 # checkpoint
 # --------------------------------------------------------------------------------------------
 
-def checkpoint(f):
-    """``f`` that stores only its inputs for the backward pass and recomputes the rest.
+class _Policies:
+    """``fgrad.checkpoint_policies``: which intermediate results a checkpointed function keeps.
+
+    fgrad's reverse mode is a tape: without ``checkpoint`` the forward pass keeps every
+    intermediate that a VJP rule needs until the backward pass (that is
+    ``everything_saveable``). ``checkpoint(f, policy=p)`` keeps only ``f``'s inputs plus the
+    outputs of the primitives for which ``p(prim, *operands, **params)`` is true, and the
+    backward pass runs ``f`` again under ``vjp`` with those saved results put in place of
+    recomputing them (the cheap operations between them are recomputed):
+
+    * ``nothing_saveable`` (the default): keep only the inputs, recompute everything;
+    * ``everything_saveable``: keep everything, recompute nothing (``checkpoint`` is then a no-op);
+    * ``dots_saveable`` (alias ``checkpoint_dots``): keep the results of matrix products
+      (``dot_general``: matmul, einsum, tensordot, dense layers) and convolutions, recompute the
+      elementwise work between them: the usual choice for Transformer blocks, where products
+      cost the time and elementwise results cost the memory;
+    * ``dots_with_no_batch_dims_saveable`` (alias ``checkpoint_dots_with_no_batch_dims``): keep
+      only products with no batch dimensions (``x @ W`` for weights ``W``, not the batched
+      ``q @ k^T`` of attention, whose results are ``T^2`` per head).
+
+    A policy is any ``policy(prim, *operands, **params) -> bool``, as in JAX.
+    """
+
+    @staticmethod
+    def everything_saveable(prim, *args, **params):
+        return True
+
+    @staticmethod
+    def nothing_saveable(prim, *args, **params):
+        return False
+
+    @staticmethod
+    def dots_saveable(prim, *args, **params):
+        return prim.name in ("dot_general", "conv_windows")
+
+    @staticmethod
+    def dots_with_no_batch_dims_saveable(prim, *args, **params):
+        if prim.name != "dot_general":
+            return False
+        (_, _), (lhs_batch, rhs_batch) = params["dimension_numbers"]
+        return not lhs_batch and not rhs_batch
+
+    checkpoint_dots = dots_saveable
+    checkpoint_dots_with_no_batch_dims = dots_with_no_batch_dims_saveable
+
+    def __repr__(self):
+        return "fgrad.checkpoint_policies"
+
+
+checkpoint_policies = _Policies()
+
+
+class _SavingTracer(Tracer):
+    """A value inside a checkpointed function while its policy records or replays results."""
+
+    __slots__ = ("val",)
+
+    def __init__(self, trace, val):
+        self._trace = trace
+        self.val = val
+
+    @property
+    def shape(self):
+        return shape_of(self.val)
+
+    @property
+    def dtype(self):
+        return dtype_of(self.val)
+
+    def concrete_value(self):
+        v = self.val
+        return v.concrete_value() if isinstance(v, Tracer) else v
+
+
+class _SavingTrace(Trace):
+    """Records (``saved`` is a list to fill) or replays (``replay`` is a list to consume, in
+    order) the results of the primitives the policy saves; every other primitive is bound on
+    the unwrapped values. Replaying stops after the forward pass (``stop_replay``), so that the
+    backward pass's own products are computed."""
+
+    transform_name = "checkpoint"
+
+    def __init__(self, level, policy, saved, replay):
+        super().__init__(level)
+        self.policy, self.saved, self.replay = policy, saved, replay
+
+    def process_primitive(self, prim, args, params):
+        vals = [x.val if isinstance(x, _SavingTracer) and x._trace is self else x for x in args]
+        if self.replay is not None and self.replay and self.policy(prim, *vals, **params):
+            out = self.replay.pop(0)
+        else:
+            out = prim.bind(*vals, **params)
+            if self.saved is not None and self.policy(prim, *vals, **params):
+                self.saved.append(out)
+        if prim.multiple_results:
+            return [_SavingTracer(self, o) for o in out]
+        return _SavingTracer(self, out)
+
+
+def _unwrap(trace, tree_):
+    return tree.map(lambda x: x.val if isinstance(x, _SavingTracer) and x._trace is trace else x,
+                    tree_)
+
+
+def checkpoint(f=None, *, policy=None, prevent_cse=True, static_argnums=()):
+    """``f`` that stores only its inputs (and what ``policy`` saves) for the backward pass and
+    recomputes the rest (``jax.checkpoint`` / ``jax.remat``).
 
     Use it on blocks whose intermediates are large (a Transformer layer): ``grad`` then holds
     one block's activations at a time, at the cost of a second forward pass through each.
+    ``policy`` is one of :data:`checkpoint_policies` (see there what each keeps);
+    ``static_argnums`` are arguments passed through as Python values (not differentiated,
+    never traced); ``prevent_cse`` is accepted for JAX's signature (fgrad's staged programs
+    never merge the recomputation with the forward pass).
     """
+    if f is None:
+        return functools.partial(checkpoint, policy=policy, prevent_cse=prevent_cse,
+                                 static_argnums=static_argnums)
+    if policy is checkpoint_policies.everything_saveable:
+        return f                          # the tape keeps everything: nothing to recompute
+    static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    if static_argnums:
+        @functools.wraps(f)
+        def with_statics(*args):
+            statics = {i % len(args): args[i] for i in static_argnums}
+            dyn = [a for i, a in enumerate(args) if i not in statics]
+
+            def g(*dyn_args):
+                it = iter(dyn_args)
+                return f(*[statics[i] if i in statics else next(it) for i in range(len(args))])
+            return checkpoint(g, policy=policy)(*dyn)
+        return with_statics
+    if policy is None or policy is checkpoint_policies.nothing_saveable:
+        return _checkpoint_inputs_only(f)
+    return _checkpoint_with_policy(f, policy)
+
+
+def _checkpoint_inputs_only(f):
+    """checkpoint(f) with nothing_saveable: the residuals are the inputs alone."""
     from .api import vjp
 
     wrapped = custom_vjp(f)
@@ -428,6 +592,52 @@ def checkpoint(f):
 
     wrapped.defvjp(fwd, bwd)
     return wrapped
+
+
+def _checkpoint_with_policy(f, policy):
+    """checkpoint(f) keeping the inputs and the results ``policy`` saves (see _SavingTrace).
+
+    The forward pass runs ``f`` under ``vjp`` exactly as the backward pass will (and drops the
+    tape), so both see the same primitives in the same order, nested custom rules included:
+    the i-th saved result is replayed for the i-th saveable primitive.
+    """
+    from .core import new_trace
+
+    wrapped = custom_vjp(f)
+
+    def fwd(*args):
+        saved = []
+        leaves, treedef = tree.flatten(args)
+        with new_trace(_SavingTrace, policy, saved, None) as trace:
+            out, _, _ = _run_for_policy(f, leaves, treedef, trace)
+            out = _unwrap(trace, out)
+        return out, (args, saved)
+
+    def bwd(res, ct):
+        args, saved = res
+        leaves, treedef = tree.flatten(args)
+        with new_trace(_SavingTrace, policy, None, list(saved)) as trace:
+            _, pullback, positions = _run_for_policy(f, leaves, treedef, trace)
+            trace.replay = None           # the backward pass computes its own products
+            cts = dict(zip(positions, _unwrap(trace, list(pullback(ct))))) if positions else {}
+        return tuple(tree.unflatten(treedef, [
+            cts[i] if i in cts else np.zeros(shape_of(x), dtype_of(x)) for i, x in enumerate(leaves)]))
+
+    wrapped.defvjp(fwd, bwd)
+    return wrapped
+
+
+def _run_for_policy(f, leaves, treedef, trace):
+    """``(out, pullback, positions)``: ``f`` on ``leaves`` seen by ``trace``, under ``vjp`` in
+    its float leaves (``pullback`` is None when there are none)."""
+    from .api import vjp
+    wrapped_leaves = [_SavingTracer(trace, x) for x in leaves]
+    f_leaves, positions = _only_float_operands(
+        lambda *ls: f(*tree.unflatten(treedef, ls)), wrapped_leaves)
+    if not positions:
+        return f_leaves(), None, positions
+    out, pullback = vjp(f_leaves, *(wrapped_leaves[i] for i in positions))
+    return out, pullback, positions
 
 
 remat = checkpoint

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 
 import numpy as np
 import pytest
@@ -514,3 +515,114 @@ def test_checkpoint_rematerialisation_is_visible_in_the_staged_program():
 
     assert count_tanh(_block) == 1
     assert count_tanh(fgrad.checkpoint(_block)) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoint policies and defjvps (JAX's names)
+# --------------------------------------------------------------------------------------------
+
+POLICIES = ["nothing_saveable", "everything_saveable", "dots_saveable",
+            "dots_with_no_batch_dims_saveable"]
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_checkpoint_policies_keep_values_and_gradients(name):
+    policy = getattr(fgrad.checkpoint_policies, name)
+    w, x = _block_data(4)
+    plain, remat = _block_loss(_block), _block_loss(fgrad.checkpoint(_block, policy=policy))
+    np.testing.assert_allclose(remat(w, x), plain(w, x))
+    assert_tree_close(fgrad.grad(remat, argnums=(0, 1))(w, x), fgrad.grad(plain, argnums=(0, 1))(w, x))
+    assert_tree_close(fgrad.vmap(fgrad.grad(remat), in_axes=(None, 0))(w, x),
+                      fgrad.vmap(fgrad.grad(plain), in_axes=(None, 0))(w, x))
+    v = {"w1": np.ones((4, 6)), "w2": np.ones((6, 4))}
+
+    def hvp(loss):
+        return fgrad.grad(lambda w: sum(fnp.sum(g * v[k]) for k, g in fgrad.grad(loss)(w, x).items()))(w)
+    assert_tree_close(hvp(remat), hvp(plain), rtol=1e-9)
+    assert_tree_close(fgrad.jit(fgrad.grad(remat))(w, x), fgrad.grad(plain)(w, x))
+
+
+def _count_in_program(block, prim_name):
+    w, x = _block_data(5)
+    loss = lambda w: fnp.sum(block(w, x) ** 2)   # noqa: E731
+    jaxpr = fgrad.make_jaxpr(fgrad.value_and_grad(loss))(w)
+    return sum(eqn.prim.name == prim_name for eqn in jaxpr.eqns)
+
+
+def test_checkpoint_policy_decides_what_the_backward_pass_recomputes():
+    cp = fgrad.checkpoint_policies
+    plain_dots, plain_tanh = _count_in_program(_block, "dot_general"), _count_in_program(_block, "tanh")
+    nothing = fgrad.checkpoint(_block, policy=cp.nothing_saveable)
+    dots = fgrad.checkpoint(_block, policy=cp.dots_saveable)
+    # nothing saved: both products and tanh run again; dots saved: only the elementwise work
+    assert _count_in_program(nothing, "dot_general") == plain_dots + 2
+    assert _count_in_program(nothing, "tanh") == plain_tanh + 1
+    assert _count_in_program(dots, "dot_general") == plain_dots
+    assert _count_in_program(dots, "tanh") == plain_tanh + 1
+    assert fgrad.checkpoint(_block, policy=cp.everything_saveable) is _block
+
+
+def test_dots_with_no_batch_dims_saveable_recomputes_batched_products():
+    cp = fgrad.checkpoint_policies
+
+    def attention_like(w, x):          # one product with a batch axis, one without
+        h = fnp.einsum("bij,bkj->bik", x[None] @ w["w1"], x[None] @ w["w1"])
+        return fnp.sum(fnp.tanh(h))
+    plain = _count_in_program(lambda w, x: attention_like(w, x), "dot_general")
+    no_batch = fgrad.checkpoint(attention_like, policy=cp.dots_with_no_batch_dims_saveable)
+    everything_dots = fgrad.checkpoint(attention_like, policy=cp.dots_saveable)
+    assert _count_in_program(everything_dots, "dot_general") == plain
+    assert _count_in_program(no_batch, "dot_general") > plain
+    w, x = _block_data(6)
+    assert_tree_close(fgrad.grad(no_batch)(w, x), fgrad.grad(attention_like)(w, x))
+
+
+def test_checkpoint_custom_policy_static_argnums_and_decorator_form():
+    seen = []
+
+    def policy(prim, *args, **params):
+        seen.append(prim.name)
+        return prim.name == "tanh"
+
+    @functools.partial(fgrad.checkpoint, policy=policy, static_argnums=(2,))
+    def block(w, x, square):
+        h = fnp.tanh(x @ w["w1"])
+        return h * h if square else h
+
+    w, x = _block_data(7)
+    loss = lambda w: fnp.sum(block(w, x, True))   # noqa: E731
+    want = fgrad.grad(lambda w: fnp.sum(fnp.tanh(x @ w["w1"]) ** 2))(w)
+    assert_tree_close(fgrad.grad(loss)(w), want)
+    assert "tanh" in seen and "dot_general" in seen
+
+
+def test_custom_jvp_defjvps_one_rule_per_argument():
+    calls = collections.Counter()
+
+    @fgrad.custom_jvp
+    def f(x, y):
+        return fnp.sin(x) * y
+
+    def dx(x_dot, ans, x, y):
+        calls["x"] += 1
+        return fnp.cos(x) * x_dot * y
+
+    f.defjvps(dx, lambda y_dot, ans, x, y: fnp.sin(x) * y_dot)
+    x, y = np.array([0.3, 1.2]), np.array([2.0, -1.0])
+    gx, gy = fgrad.grad(lambda x, y: fnp.sum(f(x, y)), argnums=(0, 1))(x, y)
+    np.testing.assert_allclose(gx, np.cos(x) * y)
+    np.testing.assert_allclose(gy, np.sin(x))
+    assert calls["x"] >= 1                        # the rule, not differentiation of f
+    _, t = fgrad.jvp(f, (x, y), (np.ones(2), np.zeros(2)))
+    np.testing.assert_allclose(t, np.cos(x) * y)
+    np.testing.assert_allclose(fgrad.grad(fgrad.grad(lambda x: fnp.sum(f(x, 2.0))))(0.5), -2 * np.sin(0.5))
+
+    @fgrad.custom_jvp
+    def g(x, n):
+        return x * n
+
+    g.defjvps(lambda x_dot, ans, x, n: x_dot * n, None)   # None: no derivative in n
+    np.testing.assert_allclose(fgrad.grad(g)(1.5, 3.0), 3.0)
+    assert fgrad.grad(g, argnums=1)(1.5, 3.0) == 0.0
+    with pytest.raises(TypeError, match="nondiff_argnums"):
+        fgrad.custom_jvp(lambda x, n: x, nondiff_argnums=(1,)).defjvps(None)
