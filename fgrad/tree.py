@@ -116,8 +116,8 @@ def unflatten(treedef, leaves):
 
 
 def leaves(tree, is_leaf=None):
-    """The leaves of ``tree`` in flattening order."""
-    return optree.tree_leaves(tree, is_leaf=is_leaf, namespace=NAMESPACE)
+    """The leaves of ``tree`` in flattening order (dicts by sorted key)."""
+    return flatten(tree, is_leaf=is_leaf)[0]
 
 
 def structure(tree, is_leaf=None):
