@@ -9,15 +9,13 @@ fgrad.nn (JAX)                fnn.functional (torch)           difference
 ============================  ===============================  ================================
 ``gelu(x, approximate=True)``  ``gelu(x, approximate="none")``  JAX defaults to the tanh form
 ``softmax(x, axis=-1)``       ``softmax(x, dim=None)``         JAX's default axis is the last
-``one_hot(x, n)`` float       ``one_hot(x, n)`` int64          out-of-range ids: a zero row
-                                                               (torch raises)
-``leaky_relu(x, 0.01)``       the same                         ``negative_slope`` keyword
-``relu'(0) = 0``              the same
+``one_hot(x, n)`` float       ``one_hot(x, n)`` int64          out-of-range ids give a zero
+                                                               row (torch raises)
+``leaky_relu'(0) = 1``        ``leaky_relu'(0) = slope``       JAX's ``where(x >= 0, ...)``
+``hard_tanh'(+-1) = 1``       ``hardtanh'(+-1) = 0``           JAX's ``where(x > 1, ...)``
 ============================  ===============================  ================================
 
-Derivatives at kinks follow JAX: ``relu'(0) = 0``, ``relu6'`` is 0 at 0 and at 6,
-``hard_tanh'`` is 0 at +-1, ``leaky_relu'(0) = negative_slope`` (JAX: ``where(x >= 0, ...)``
-gives 1; fnn.functional's torch convention is kept for both, see the note on leaky_relu).
+Elsewhere the derivatives at kinks agree: ``relu'(0) = 0``; ``relu6'`` is 0 at 0 and at 6.
 
 >>> import numpy as np, fgrad, fgrad.nn as nn
 >>> fgrad.grad(lambda x: nn.gelu(x).sum())(np.linspace(-2, 2, 5))
@@ -124,7 +122,7 @@ def leaky_relu(x, negative_slope=0.01):
 
 
 def hard_tanh(x):
-    """``x`` clipped to ``[-1, 1]`` (derivative 0 outside and at the bounds)."""
+    """``x`` clipped to ``[-1, 1]`` (derivative 0 outside, 1 at the bounds, as JAX)."""
     return fnp.where(x > 1, 1.0, fnp.where(x < -1, -1.0, x))
 
 
