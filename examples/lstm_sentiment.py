@@ -56,7 +56,8 @@ from .datasets import load_movie_reviews
 
 NAME = "lstm_sentiment"
 #: The measured default run (README, "Examples"), quoted at the end of a --quick run.
-FULL_RUN = "python -m examples.lstm_sentiment (see README, Examples)"
+FULL_RUN = ("python -m examples.lstm_sentiment reached test accuracy 79.64% (bag of words: "
+            "78.13%) in 8 min 47 s (README)")
 PAD, UNK = 0, 1
 
 
@@ -131,8 +132,12 @@ class SentimentLSTM:
                        "out": fnn.Linear(2 * hidden if bidirectional else hidden, 1, dtype=dtype)}
         self.directions = ("", "_reverse") if bidirectional else ("",)
 
-    def init(self, key):
+    def init(self, key, embed_std=0.1):
         params = fnn.init_params(self.layers, key)
+        # word vectors start at N(0, embed_std^2) rather than torch's N(0, 1): Adam moves each
+        # row by about the learning rate per update, so a word seen a dozen times could never
+        # leave a unit-scale random start (see --embed-lr-scale)
+        params["embedding"]["weight"] = params["embedding"]["weight"] * embed_std
         # forget-gate bias 1 (Jozefowicz et al. 2015): remember by default at the start
         hidden = self.layers["lstm"].hidden_size
         for suffix in self.directions:
@@ -144,7 +149,7 @@ class SentimentLSTM:
     def apply(self, params, ids, mask, *, key=None, train=False):
         """Logits ``(B,)`` for right-padded ``ids (B, T)`` with ``mask (B, T)`` (True at real
         tokens); ``key`` draws the dropout masks when ``train``."""
-        keys = fgrad.random.split(key, 2) if train else (None, None)
+        keys = fgrad.random.split(key, 2) if train and self.dropout else (None, None)
         e = self.layers["embedding"].apply(params["embedding"], ids)          # (B, T, d)
         e = F.dropout(e, self.dropout, training=train, key=keys[0])
         outputs, finals = masked_lstm(params["lstm"], e, mask, self.directions)
@@ -245,7 +250,7 @@ def bow_accuracy(params, data):
 # --------------------------------------------------------------------------------------------
 
 def make_parser():
-    parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=8, batch_size=32, lr=2e-3)
+    parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=4, batch_size=32, lr=2e-3)
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="the vaderSentiment-3.3.2 sdist (.tar.gz), the hutto_ICWSM_2014.tar.gz "
                              "inside it, or movieReviewSnippets_GroundTruth.txt; None: the "
@@ -263,6 +268,9 @@ def make_parser():
     parser.add_argument("--dropout", type=float, default=0.5,
                         help="dropout on the embeddings and on the pooled vector")
     parser.add_argument("--clip", type=float, default=5.0, help="gradient clipping (global norm)")
+    parser.add_argument("--embed-lr-scale", type=float, default=10.0,
+                        help="the word vectors' learning rate, as a multiple of --lr (each row "
+                             "is updated only by the sentences holding its word)")
     parser.add_argument("--jit", action="store_true",
                         help="fgrad.jit the training step (traced once per padded length)")
     return parser
@@ -304,8 +312,11 @@ def run(args):
     key, init_key = fgrad.random.split(fgrad.random.key(args.seed))
     params = model.init(init_key)
     steps = args.epochs * (len(data.x_train) // args.batch_size)
-    optimizer = foptim.chain(foptim.clip_by_global_norm(args.clip),
-                             foptim.adam(foptim.cosine_decay_schedule(args.lr, max(steps, 1))))
+    optimizer = foptim.chain(
+        foptim.clip_by_global_norm(args.clip),
+        foptim.adam(foptim.cosine_decay_schedule(args.lr, max(steps, 1))),
+        foptim.masked(foptim.scale(args.embed_lr_scale),       # the embedding's step, scaled
+                      {"embedding": True, "lstm": False, "out": False}))
     loss = make_loss(model)
     loss_and_grad = fgrad.value_and_grad(loss, has_aux=True)
 

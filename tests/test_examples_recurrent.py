@@ -186,7 +186,7 @@ def test_ntm_copy_runs_and_draws_its_heads(tmp_path, monkeypatch):
 def test_ntm_copy_seed_repeats_and_jit_agrees(tmp_path, monkeypatch):
     args = ["--steps", "6", "--eval-every", "6"] + TINY_NTM
     files = ("curves.png", "heads.png", "metrics.json")
-    a = run_example("ntm_copy", args, tmp_path / "a", monkeypatch, files=files)
+    a = run_example("ntm_copy", args + ["--no-jit"], tmp_path / "a", monkeypatch, files=files)
     b = run_example("ntm_copy", args + ["--jit"], tmp_path / "b", monkeypatch, files=files)
     c = run_example("ntm_copy", args + ["--seed", "1", "--optimizer", "rmsprop"], tmp_path / "c",
                     monkeypatch, files=files)
