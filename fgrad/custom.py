@@ -35,6 +35,7 @@ import optree
 from . import tree
 
 from .core import Primitive, Trace, Tracer, dtype_of, instantiate_zeros, is_float, shape_of
+from .staging import ShapedArray
 
 __all__ = ["custom_vjp", "custom_jvp", "checkpoint", "remat", "checkpoint_policies"]
 
@@ -170,11 +171,102 @@ custom_vjp_call_p.inline_when_staged = True
 
 
 def _custom_vjp_fwd(primals, *, fun, fwd, bwd):
+    if _opaque_under_jit(primals, fwd):
+        return _opaque_vjp_fwd(primals, fwd, bwd)
     outs, residuals = fwd(*primals)
 
     def backward(cts):
         return bwd(residuals, cts)
     return outs, backward
+
+
+# --------------------------------------------------------------------------------------------
+# custom_vjp under jit: the user's fwd and bwd as two opaque calls of the compiled program
+# --------------------------------------------------------------------------------------------
+#
+# Under jit(grad(f)) the reverse trace runs the rule's fwd on the jit's staging tracers. Traced
+# through, fwd and bwd would become ordinary equations -- of whatever fwd computes on tracers,
+# which for a kernel with a NumPy fast path (fnn.models' fused LayerNorm, attention, ...) is
+# its slower fgrad.numpy formula. Instead the program records one equation that calls fwd and
+# one that calls bwd, on the NumPy values of the replay: the rule runs exactly as it does
+# eagerly. (Only where every operand is the jit's own tracer and fwd closes over no tracer;
+# under any other transform the rule is traced through as before.)
+
+class _ResidualTree:
+    """Where the fwd call leaves its residuals' tree structure for the bwd call to rebuild."""
+
+    __slots__ = ("tree", "n_out")
+
+    def __repr__(self):
+        return "residuals"
+
+
+def _opaque_under_jit(primals, fwd):
+    traces = {x._trace for x in primals if isinstance(x, Tracer)}
+    return (len(traces) == 1 and getattr(next(iter(traces)), "opaque_calls", False)
+            and not getattr(fwd, "closes_over_tracers", True))
+
+
+def _fwd_call_impl(*primals, fwd, residuals):
+    outs, res = fwd(*primals)
+    res_leaves, residuals.tree = tree.flatten(res)
+    residuals.n_out = len(outs)
+    return list(outs) + list(res_leaves)
+
+
+def _bwd_call_impl(*operands, bwd, residuals, n_res, cts_avals):
+    res = tree.unflatten(residuals.tree, operands[:n_res])
+    return list(bwd(res, list(operands[n_res:])))
+
+
+def _opaque_vjp_fwd(primals, fwd, bwd):
+    residuals = _ResidualTree()
+    flat = custom_vjp_fwd_call_p.bind(*primals, fwd=fwd, residuals=residuals)
+    outs, res_leaves = flat[:residuals.n_out], flat[residuals.n_out:]
+    cotangent_avals = tuple(ShapedArray(shape_of(x), dtype_of(x)) for x in primals)
+
+    def backward(cts):
+        return custom_vjp_bwd_call_p.bind(*res_leaves, *cts, bwd=bwd, residuals=residuals,
+                                          n_res=len(res_leaves), cts_avals=cotangent_avals)
+    return outs, backward
+
+
+def _inline_rules(prim, impl):
+    """Rules that trace ``impl`` itself, for a call that meets a transform other than jit's
+    staging (it never does from ``_custom_vjp_fwd``; the rules keep the primitive complete)."""
+    from .api import jvp, vjp, vmap
+    from .vmap import batch_size, move_to_front
+
+    def jvp_rule(primals, tangents, **params):
+        f, positions = _only_float_operands(lambda *a: impl(*a, **params), primals)
+        return jvp(f, tuple(primals[i] for i in positions),
+                   tuple(instantiate_zeros(tangents[i], primals[i]) for i in positions))
+
+    def vjp_fwd(primals, **params):
+        f, positions = _only_float_operands(lambda *a: impl(*a, **params), primals)
+        outs, pull = vjp(f, *(primals[i] for i in positions))
+
+        def backward(cts):
+            got = dict(zip(positions, pull([instantiate_zeros(c, o) for c, o in zip(cts, outs)])))
+            return [got.get(i) for i in range(len(primals))]
+        return outs, backward
+
+    def batch(vals, dims, **params):
+        size = batch_size(vals, dims)
+        vals = [move_to_front(v, d, size) for v, d in zip(vals, dims)]
+        outs = vmap(lambda *a: impl(*a, **params))(*vals)
+        return outs, [0] * len(outs)
+
+    prim.jvp, prim.vjp_fwd, prim.vjp, prim.batch = jvp_rule, vjp_fwd, (), batch
+
+
+custom_vjp_fwd_call_p = Primitive("custom_vjp_fwd_call", _fwd_call_impl, multiple_results=True)
+custom_vjp_bwd_call_p = Primitive("custom_vjp_bwd_call", _bwd_call_impl, multiple_results=True)
+_inline_rules(custom_vjp_fwd_call_p, _fwd_call_impl)
+_inline_rules(custom_vjp_bwd_call_p, _bwd_call_impl)
+# The fwd call's output shapes are learnt by running it once on zeros (the residuals are
+# whatever the rule's NumPy path keeps); the bwd call returns one cotangent per primal.
+custom_vjp_bwd_call_p.abstract_eval = lambda *avals, cts_avals, **params: list(cts_avals)
 
 
 def _custom_vjp_jvp(primals, tangents, *, fun, fwd, bwd):
@@ -265,7 +357,7 @@ class custom_vjp:
             flat = []
             for position, a, c in zip(diff_positions, diff_args, in_cts):
                 head = f"argument {position}"
-                paths, a_leaves, _ = tree.flatten_with_path(a)
+                paths, a_leaves, _ = tree.flatten_split_paths(a)
                 c_leaves = []
                 _match_tree(rule, "the cotangent bwd returned", head, a, c, c_leaves)
                 for path, x, cx in zip(paths, a_leaves, c_leaves):
@@ -279,6 +371,8 @@ class custom_vjp:
                                               _path(head, path), x, cx))
             return flat
         bwd.rule_name, bwd.user_rule = rule, self.bwd   # fgrad.debug_nans names the rule by them
+        # jit may call fwd/bwd later on the replay's arrays, unless they hold traced values
+        fwd.closes_over_tracers = any(isinstance(v, Tracer) for v in tree.leaves(list(nondiff.values())))
 
         outs = custom_vjp_call_p.bind(*leaves, fun=fun, fwd=fwd, bwd=bwd)
         return tree.unflatten(out_store["tree"], outs)
@@ -411,7 +505,7 @@ class custom_jvp:
                 raise TypeError(f"{rule}: the rule must return a pair (primal_out, tangent_out), "
                                 f"got {_describe(result)}")
             out, t_out = result
-            out_paths, out_leaves, out_tree = tree.flatten_with_path(out)
+            out_paths, out_leaves, out_tree = tree.flatten_split_paths(out)
             t_leaves = []
             _match_tree(rule, "the tangent it returned", "the output", out, t_out, t_leaves)
             out_store["tree"] = out_tree

@@ -105,6 +105,8 @@ class JitTrace(StagingTrace):
     """The staging trace of ``jit``: the same recording, errors that say ``jit(f)``."""
 
     transform_name = "jit"
+    #: custom_vjp rules become calls of the user's fwd and bwd (fgrad/custom.py)
+    opaque_calls = True
 
 
 class EvalShapeTrace(StagingTrace):
