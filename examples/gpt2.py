@@ -214,6 +214,8 @@ def make_parser():
     add("--prompt", default="\n", help="the samples' prompt")
     add("--temperature", type=float, default=0.8, help="sampling temperature (0: greedy)")
     add("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    add("--jit", action=argparse.BooleanOptionalAction, default=True,
+        help="compile the training step with fgrad.jit")
     add("--threads", type=int, default=0,
         help="BLAS threads (0: leave BLAS's own choice; 1 helps on a busy machine)")
     add("--quick", action="store_true",
@@ -297,6 +299,8 @@ def run(args):
           f"{args.block_size}")
 
     train_step = make_train_step(model, optimizer, args.accum)
+    if args.jit:       # traced once, then replayed as generated NumPy code (fgrad.jit)
+        train_step = fgrad.jit(train_step, donate_argnums=(0, 1))
     tokens_per_step = args.batch_size * args.block_size
 
     def evaluate(step):
