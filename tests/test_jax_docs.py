@@ -552,3 +552,63 @@ def test_nn_and_scipy_special_names():
     assert jax.grad(lambda x: x ** 0)(0.0) == 0.0
     with pytest.raises(TypeError):
         jax.tree.leaves({1: 1.0, "a": 2.0})         # mixed key types, as JAX
+
+
+# --------------------------------------------------------------------------------------------
+# NumPy-style autodiff code written for HIPS autograd (its README and tutorial), with
+# ``import autograd.numpy as np; from autograd import grad`` changed to fgrad's
+# --------------------------------------------------------------------------------------------
+
+def test_hips_autograd_readme_programs():
+    import numpy as onp          # (autograd's tests import numpy's testing separately too)
+    import fgrad.numpy as np   # noqa: F811 - the point: NumPy's name for fgrad.numpy
+    from fgrad import grad as agrad
+
+    def tanh(x):                 # Define a function
+        y = np.exp(-2.0 * x)
+        return (1.0 - y) / (1.0 + y)
+
+    grad_tanh = agrad(tanh)      # Obtain its gradient function
+    onp.testing.assert_allclose(grad_tanh(1.0), 0.41997434161402603, rtol=1e-14)
+    onp.testing.assert_allclose((tanh(1.0001) - tanh(0.9999)) / 0.0002, 0.41997434264973155,
+                               rtol=1e-9)
+    x = np.linspace(-7, 7, 200)
+    # autograd's elementwise_grad(f) is vmap(grad(f)) here
+    d2 = jax.vmap(agrad(agrad(tanh)))(x)
+    onp.testing.assert_allclose(d2, -2 * np.tanh(x) * (1 - np.tanh(x) ** 2), atol=1e-12)
+
+    def sigmoid(x):
+        return 0.5 * (np.tanh(x / 2.) + 1)
+
+    def logistic_predictions(weights, inputs):
+        # Outputs probability of a label being true according to logistic model.
+        return sigmoid(np.dot(inputs, weights))
+
+    def training_loss(weights):
+        # Training loss is the negative log-likelihood of the training labels.
+        preds = logistic_predictions(weights, inputs)
+        label_probabilities = preds * targets + (1 - preds) * (1 - targets)
+        return -np.sum(np.log(label_probabilities))
+
+    # Build a toy dataset.
+    inputs = np.array([[0.52, 1.12, 0.77],
+                       [0.88, -1.08, 0.15],
+                       [0.52, 0.06, -1.30],
+                       [0.74, -2.49, 1.39]])
+    targets = np.array([True, True, False, True])
+
+    # Define a function that returns gradients of training loss using Autograd.
+    training_gradient_fun = agrad(training_loss)
+
+    # Optimize weights using gradient descent.
+    weights = np.array([0.0, 0.0, 0.0])
+    onp.testing.assert_allclose(training_loss(weights), 2.772588722239781, rtol=1e-12)
+    for i in range(100):
+        weights -= training_gradient_fun(weights) * 0.01
+    onp.testing.assert_allclose(training_loss(weights), 1.0672706757870163, rtol=1e-10)
+
+    # autograd's test style: random inputs from np.random, checked by finite differences
+    npr = np.random.RandomState(0)
+    W, b = npr.randn(3), npr.randn()
+    from fgrad.testing import check_grads
+    check_grads(lambda W: np.sum(np.log1p(np.exp(np.dot(inputs, W) + b))), (W,), order=2)

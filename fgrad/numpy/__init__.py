@@ -10,4 +10,9 @@ from . import _tracer_methods  # noqa: F401 - attaches operators and methods to 
 from . import linalg  # noqa: F401
 from ._einsum import einsum  # noqa: F401
 
+# numpy.random itself, as ``autograd.numpy.random`` is: NumPy-style autodiff code written for
+# HIPS autograd (``npr = np.random.RandomState(0)``) runs with ``import fgrad.numpy as np``.
+# Its draws are NumPy constants to every transform; fgrad.random is the splittable-key API.
+from numpy import random  # noqa: E402,F401
+
 __all__ = _funcs.__all__ + ["einsum", "linalg"]
