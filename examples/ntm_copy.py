@@ -56,7 +56,8 @@ from . import common
 
 NAME = "ntm_copy"
 #: The measured default run (README, "Examples"), quoted at the end of a --quick run.
-FULL_RUN = "python -m examples.ntm_copy (see README, Examples)"
+FULL_RUN = ("python -m examples.ntm_copy copied every test sequence of length 20 and of length "
+            "40 without a wrong bit after 5,500 of its 6,000 steps, in about 15 min (README)")
 BITS = 8
 EPS = 1e-6
 SHIFTS = (-1, 0, 1)
@@ -220,7 +221,7 @@ def save_heads(path, x, targets, logits, w_write, w_read, title):
 
 def make_parser():
     parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=1, batch_size=16, lr=1e-3)
-    parser.add_argument("--steps", type=int, default=8000, help="training steps (batches)")
+    parser.add_argument("--steps", type=int, default=6000, help="training steps (batches)")
     parser.add_argument("--min-length", type=int, default=1, help="shortest training sequence")
     parser.add_argument("--max-length", type=int, default=20, help="longest training sequence")
     parser.add_argument("--test-lengths", type=int, nargs="+", default=[20, 40],
