@@ -294,8 +294,9 @@ def plot_curves(history, title="", references=None, *, metrics=None, titles=None
                 ax.plot(train["step"], _smooth(train[name], window), color=colour,
                         label=f"{prefix}train{mean_of}")
             if name in evaluation:
+                held_out = "validation" if name.startswith("val_") else "test"
                 ax.plot(evaluation["step"], evaluation[name], "o--", color=colour,
-                        markersize=4, label=f"{prefix}test")
+                        markersize=4, label=f"{prefix}{held_out}")
         for (label, value), style in zip(references.get(name, ()), (":", "-.", "--")):
             ax.axhline(value, color="black", linestyle=style, linewidth=1, label=label)
         values = [v for run in runs.values() for part in ("train", "eval")

@@ -221,6 +221,14 @@ def save_heads(path, x, targets, logits, w_write, w_read, title):
 
 def make_parser():
     parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=1, batch_size=16, lr=1e-3)
+    for action in parser._actions:          # the copy task has no data set: no epochs, no sizes
+        if action.dest in ("epochs", "train_size", "test_size"):
+            action.help = argparse.SUPPRESS
+        elif action.dest == "quick":
+            action.help = ("a sanity run, seconds long and far from the stated result: 60 eager "
+                           "steps on lengths up to 5, tested on lengths 5 and 10")
+        elif action.dest == "out_dir":
+            action.help = "where curves.png, heads.png and metrics.json go"
     parser.add_argument("--steps", type=int, default=6000, help="training steps (batches)")
     parser.add_argument("--min-length", type=int, default=1, help="shortest training sequence")
     parser.add_argument("--max-length", type=int, default=20, help="longest training sequence")
