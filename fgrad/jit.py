@@ -195,7 +195,9 @@ class Jitted:
         self._last_key = None
         self.trace_count = 0
         self._warned = False
-        functools.update_wrapper(self, fun)
+        # name and docstring only: copying fun.__dict__ (updated=) would overwrite this object's
+        # own state with a wrapped jit's (_fun, _cache) when fun is grad(jit(g))
+        functools.update_wrapper(self, fun, updated=())
 
     def __repr__(self):
         return f"<jit({self._name}): {len(self._cache)} compiled signature(s)>"

@@ -85,8 +85,6 @@ def test_quickstart_jit_grad_vmap():
     assert jax.jacobian is jax.jacrev
 
 
-@pytest.mark.xfail(strict=True, reason="jit nested in grad in jit loses a derivative: "
-                   "grad(jit(grad(jit(f)))) returns grad(f) (fgrad/jit.py; reported)")
 def test_quickstart_nested_jit_and_grad():
     def sum_logistic(x):
         return jnp.sum(1.0 / (1.0 + jnp.exp(-x)))
