@@ -10,8 +10,8 @@ cosine to 1e-4, b2 0.99, weight decay 0.1 on every matrix and embedding, gradien
 
 * torch: nanoGPT's ``model.py`` architecture written out below (LayerNorm without bias,
   exact GELU, fused ``scaled_dot_product_attention``), ``torch.optim.AdamW``.
-* fgrad: ``examples.gpt2``'s own model, loss, optimizer and step (under ``fgrad.jit`` as the
-  example runs it; ``--no-jit`` for eager) with ``--tokenizer char
+* fgrad: ``examples.gpt2``'s own model, loss, optimizer and step (eager, as the example runs
+  it; ``--jit`` compiles it) with ``--tokenizer char
   --split tail --no-bias --activation gelu --decay-embeddings`` (``fnn.models.GPT2``; its
   biases exist but start at zero and are held there, which is the same function).
 
@@ -138,7 +138,7 @@ def train_fgrad(c, train, val, vocab_size):
     optimizer, _ = example.make_optimizer(c, params)
     opt_state = optimizer.init(params)
     step = example.make_train_step(model, optimizer)
-    if c.jit:                                      # as examples.gpt2 does by default
+    if c.jit:                                      # examples.gpt2 --jit
         step = fgrad.jit(step, donate_argnums=(0, 1))
     seconds = 0.0
     for it in range(c.steps):
@@ -157,10 +157,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="200 steps")
     parser.add_argument("--only", choices=("torch", "fgrad"), default=None)
-    parser.add_argument("--no-jit", action="store_true", help="fgrad's step eager, not jit")
+    parser.add_argument("--jit", action="store_true", help="fgrad's step under fgrad.jit")
     args = parser.parse_args(argv)
     c = types.SimpleNamespace(**{**BABY, "steps": 200 if args.quick else args.steps,
-                                 "jit": not args.no_jit})
+                                 "jit": args.jit})
     torch.set_num_threads(args.threads)
     from threadpoolctl import threadpool_limits
     train_texts, val_texts = example.split_documents(load_shakespeare(), "tail")
@@ -171,7 +171,7 @@ def main(argv=None):
           f"tokens; {args.threads} threads")
     rows, results = [], {}
     with threadpool_limits(limits=args.threads, user_api="blas"):
-        fgrad_name = "fgrad eager" if args.no_jit else "fgrad.jit"
+        fgrad_name = "fgrad.jit" if args.jit else "fgrad eager"
         for name, fn in (("torch eager", lambda: train_torch(c, train, val)),
                          (fgrad_name, lambda: train_fgrad(c, train, val, tokenizer.vocab_size))):
             if args.only and not name.startswith(args.only):
