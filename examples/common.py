@@ -49,10 +49,9 @@ import numpy as np
 
 import fgrad
 import fgrad.numpy as fnp
-import foptim
 from fnn.data import batches, num_batches
 
-__all__ = ["make_step", "accuracy", "loss_metrics", "evaluate", "train_loop", "train_stream",
+__all__ = ["accuracy", "loss_metrics", "evaluate", "train_loop", "train_stream",
            "save_curves", "plot_curves", "make_parser", "parse", "blas_threads", "add_data_flags",
            "load_images", "subset", "finish", "format_seconds", "require"]
 
@@ -72,51 +71,8 @@ def require(module, purpose):
 
 
 # --------------------------------------------------------------------------------------------
-# Metrics and evaluation (and the step, for code outside the examples)
+# Metrics and evaluation
 # --------------------------------------------------------------------------------------------
-
-def make_step(loss_fn, optimizer, *, has_state=False):
-    """The pure training step ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
-
-    The examples write this step out themselves (see the module docstring); this function is
-    the same step in one place, for code outside the examples that wants it
-    (``tests/test_mnist_cnn_vs_torch.py`` checks it against torch).
-
-    ``loss_fn(params, batch, key) -> (loss, metrics)``: a real scalar and a dict of scalars
-    (e.g. ``{"accuracy": ...}``). ``optimizer``: an ``foptim`` optimizer whose state is
-    ``optimizer.init(params)``. The returned ``metrics`` are ``{"loss": loss, **metrics}``.
-
-    With ``has_state=True`` (BatchNorm), ``params`` is the pair ``(weights, state)`` and
-    ``loss_fn(weights, state, batch, key) -> (loss, (metrics, new_state))``; only ``weights``
-    are differentiated and optimized (``opt_state = optimizer.init(weights)``) and the step
-    returns ``((new_weights, new_state), opt_state, metrics)``.
-
-    >>> import numpy as np, fgrad.numpy as fnp, foptim
-    >>> def loss_fn(w, batch, key):
-    ...     x, y = batch
-    ...     return fnp.mean((x @ w - y) ** 2), {}
-    >>> step = make_step(loss_fn, foptim.sgd(0.1))
-    >>> w, x = np.zeros(2), np.eye(2)
-    >>> w, _, metrics = step(w, foptim.sgd(0.1).init(w), (x, np.ones(2)), None)
-    >>> w, float(metrics["loss"])
-    (array([0.1, 0.1]), 1.0)
-    """
-    loss_and_grad = fgrad.value_and_grad(loss_fn, has_aux=True)
-
-    if not has_state:
-        def step(params, opt_state, batch, key):
-            (loss, metrics), grads = loss_and_grad(params, batch, key)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return foptim.apply_updates(params, updates), opt_state, {"loss": loss, **metrics}
-        return step
-
-    def step_with_state(params, opt_state, batch, key):
-        weights, state = params
-        (loss, (metrics, state)), grads = loss_and_grad(weights, state, batch, key)
-        updates, opt_state = optimizer.update(grads, opt_state, weights)
-        return (foptim.apply_updates(weights, updates), state), opt_state, {"loss": loss, **metrics}
-    return step_with_state
-
 
 def accuracy(logits, labels):
     """Fraction of rows whose largest logit is at the label: ``mean(argmax(logits) == labels)``."""
@@ -222,7 +178,7 @@ def train_stream(step, params, opt_state, make_batch, *, steps, key, eval_fn=Non
     tqdm = require("tqdm", "progress bars").tqdm
     history = {"train": {"step": []}, "eval": {"step": []}, "seconds": 0.0, "described": described}
     bar = tqdm(total=steps, desc=desc, dynamic_ncols=True)
-    running, window = {}, []
+    window = []
     for i in range(1, steps + 1):
         data_key, step_key = fgrad.random.split(fgrad.random.fold_in(key, i))
         start = time.perf_counter()

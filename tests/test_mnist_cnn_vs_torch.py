@@ -3,7 +3,7 @@
 The network of ``examples/mnist_cnn.py`` (conv-relu-maxpool twice, a hidden linear layer, the
 classifier) is built in float64, and a ``torch.nn.Sequential`` of the same layers gets the same
 weights through ``fnn.io.to_torch_state_dict``. On the same batch, the step of
-``examples.common.make_step`` must give torch's loss, torch's gradient for every parameter,
+the example's own ``make_step`` must give torch's loss, torch's gradient for every parameter,
 and, after one Adam step, torch's updated parameters (``torch.optim.Adam`` with the same
 hyper-parameters).
 
@@ -19,7 +19,7 @@ import torch
 
 import fgrad
 import foptim
-from examples import common, mnist_cnn, resnet
+from examples import mnist_cnn, resnet
 from fnn.io import to_torch_state_dict
 from fnn.utils import flatten_names
 
@@ -62,7 +62,7 @@ def test_one_training_step_matches_torch(seed):
     loss = mnist_cnn.make_loss(model)
     (value, metrics), grads = fgrad.value_and_grad(loss, has_aux=True)(params, (x, y), None)
     optimizer = foptim.adam(lr, b1=betas[0], b2=betas[1], eps=eps)
-    step = common.make_step(loss, optimizer)
+    step = mnist_cnn.make_step(loss, optimizer)
     updated, _, step_metrics = step(params, optimizer.init(params), (x, y), fgrad.random.key(0))
 
     np.testing.assert_allclose(value, torch_loss.item(), rtol=1e-12)
@@ -137,7 +137,7 @@ def test_one_resnet_step_matches_torch(blocks, stem_stride):
     loss = resnet.make_loss(model)
     (value, (_, _)), grads = fgrad.value_and_grad(loss, has_aux=True)(weights, state, (x, y))
     optimizer = foptim.adamw(lr, weight_decay=weight_decay)
-    step = common.make_step(loss, optimizer, has_state=True)
+    step = resnet.make_step(loss, optimizer)
     (new_weights, new_state), _, metrics = step((weights, state), optimizer.init(weights), (x, y), None)
 
     np.testing.assert_allclose(value, torch_loss.item(), rtol=1e-12)
