@@ -367,6 +367,8 @@ def _check_safetensors_dtypes(arrays, path):
 def _names_rebuild(description):
     """True when a tree is nested dicts with str keys (no '.') down to array leaves: exactly
     what a file's dotted names rebuild when it is loaded without a description."""
+    if description is None:                  # a tree that is None (or a None leaf inside one)
+        return False
     if "leaf" in description:
         return description["py"] is None
     return "dict" in description and bool(description["dict"]) and all(
@@ -376,7 +378,7 @@ def _names_rebuild(description):
 def _write_safetensors(f, description, arrays, metadata=None):
     # The tree's description goes into the metadata unless the dotted names alone rebuild the
     # tree: then the file is what any other program writes (a Hugging Face model's, say).
-    described = {} if _names_rebuild(description) and "leaf" not in description else \
+    described = {} if _names_rebuild(description) and "dict" in description else \
         {_TREE_MEMBER: json.dumps(description)}
     header = {"__metadata__": {**(metadata or {}), **described}}
     offset = 0
