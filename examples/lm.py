@@ -160,6 +160,9 @@ def save_checkpoint(directory, model, params, tokenizer, opt_state, trainer_stat
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".checkpoint.", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)          # mkdtemp makes it 0700; a folder gets 0755
     model.save_pretrained(staging, params)
     tokenizer.save(staging)
     fnn.io.save(os.path.join(staging, "optimizer.npz"), opt_state)
