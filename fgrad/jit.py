@@ -577,8 +577,11 @@ def generate_source(jaxpr, reuse, name="f"):
     for v, c in zip(jaxpr.constvars, jaxpr.consts):
         em.env[em.names[v]] = c
     const_names = [em.names[v] for v in jaxpr.constvars]
+    dead_after = _dead_after(jaxpr)
     body = []
     for i, e in enumerate(jaxpr.eqns):
+        if i:
+            _free(body, dead_after.get(i - 1), em)
         ins = [em.atom(a) for a in e.inputs]
         outs = [em.names[o] for o in e.outs]
         control = _CONTROL_FLOW.get(e.prim.name)
@@ -592,6 +595,8 @@ def generate_source(jaxpr, reuse, name="f"):
         line = f"{lhs} = {_expr(e, ins, em, out_into)}"
         comment = _comment(e) + (f"; writes into {out_into}" if out_into is not None else "")
         body.append(f"        {line}  {comment}")
+    if jaxpr.eqns:
+        _free(body, dead_after.get(len(jaxpr.eqns) - 1), em)
     rets = [em.atom(v) if isinstance(v, (Var, Literal)) else em.bind(v, "out") for v in jaxpr.outvars]
     params = ", ".join(em.names[v] for v in jaxpr.invars)
     fn_name = _identifier(name)
@@ -607,6 +612,34 @@ def generate_source(jaxpr, reuse, name="f"):
     source = "\n".join(header + body + [ret, f"    return {fn_name}", ""] + listing
                        + ([""] if listing else []))
     return source, dict(em.env)
+
+
+def _dead_after(jaxpr):
+    """``{i: [vars]}``: the variables whose last reader is equation ``i`` (or, never read, that
+    it wrote), outputs and constants excepted."""
+    last = {}
+    for i, e in enumerate(jaxpr.eqns):
+        for o in e.outs:
+            last[o] = i
+        for a in e.inputs:
+            if isinstance(a, Var):
+                last[a] = i
+    keep = {v for v in jaxpr.outvars if isinstance(v, Var)} | set(jaxpr.constvars)
+    dead = {}
+    for v, i in last.items():
+        if v not in keep:
+            dead.setdefault(i, []).append(v)
+    return dead
+
+
+def _free(body, dead, em):
+    """``del`` the variables no later line reads. A generated function's locals would otherwise
+    keep every intermediate of a backward pass alive until it returns (eager mode frees them
+    as the tape unwinds). Measured on the GPT example's step (vocab 2048, context 128, one
+    thread): peak memory 378 -> 233 MB, and 576-608 -> 522-528 ms, level with eager's 525-531."""
+    names = [em.names[v] for v in dead or () if v in em.names]
+    if names:
+        body.append(f"        del {', '.join(names)}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -655,3 +655,18 @@ def test_pass_simplify_drops_stop_gradient_only_for_replay():
     jaxpr = Jaxpr([x], [], [], [Eqn(PRIMITIVES["stop_gradient"], [x], {}, [y])], [y])
     assert len(passes.simplify(jaxpr).eqns) == 1          # may still be transformed
     assert passes.simplify(jaxpr, for_replay=True).outvars == [x]
+
+
+def test_generated_code_frees_intermediates_after_their_last_use():
+    # each intermediate is deleted after its last reader, as eager mode frees a tape's values:
+    # otherwise a backward pass would hold every intermediate until the function returns
+    f = fgrad.jit(fgrad.grad(lambda x: fnp.sum(fnp.sin(fnp.cos(x) * 2.0) ** 2)))
+    x = np.linspace(-1.0, 1.0, 7)
+    source = f.lower(x).source
+    deleted = {name.strip() for line in source.splitlines() if line.strip().startswith("del ")
+               for name in line.strip()[4:].split(",")}
+    assert len(deleted) >= 3
+    returned = source.split("return [")[1].split("]")[0]
+    assert not deleted & {n.strip() for n in returned.split(",")}
+    np.testing.assert_allclose(f(x), fgrad.grad(lambda x: fnp.sum(fnp.sin(fnp.cos(x) * 2.0) ** 2))(x),
+                               rtol=1e-14)
