@@ -116,7 +116,8 @@ def load_tokenizer(directory):
 def encode_documents(tokenizer, texts):
     """All ``texts`` as one int32 array of ids, each document followed by the end-of-text token
     where the vocabulary has one (BPE, GPT-2), so the model learns where a play ends."""
-    eot = [] if eot_id(tokenizer) is None else [eot_id(tokenizer)]
+    end = eot_id(tokenizer)
+    eot = [] if end is None else [end]
     pieces = [np.asarray(tokenizer.encode(text, allowed_special=set()) + eot, dtype=np.int32)
               for text in texts]
     return np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
