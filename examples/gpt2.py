@@ -121,7 +121,7 @@ def make_optimizer(args, params):
     schedule = foptim.warmup_cosine_decay_schedule(
         init_value=args.lr / (args.warmup + 1), peak_value=args.lr, warmup_steps=args.warmup,
         decay_steps=max(args.steps, args.warmup + 1), end_value=args.min_lr)
-    paths, leaves, treedef = fgrad.tree.flatten_with_path(params)
+    paths, leaves, treedef = fgrad.tree.flatten_split_paths(params)
     decay_mask = fgrad.tree.unflatten(treedef, [
         np.ndim(x) == 2 and (args.decay_embeddings or not _is_embedding(p))
         for p, x in zip(paths, leaves)])

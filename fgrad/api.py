@@ -60,7 +60,7 @@ def _check_float_inputs(transform, f, leaves, paths=None):
 
 def _check_argnum_inputs(transform, f, dyn, nums):
     """Check the differentiated arguments, naming them by their position in the user's call."""
-    paths, leaves, _ = tree.flatten_with_path(dyn)
+    paths, leaves, _ = tree.flatten_split_paths(dyn)
     paths = [(nums[p[0]],) + tuple(p[1:]) for p in paths]
     _check_float_inputs(transform, f, leaves, paths)
 
@@ -104,7 +104,7 @@ def vjp(f, *primals, has_aux=False):
         y, pullback = fgrad.vjp(fnp.sin, x)
         (x_bar,) = pullback(fnp.ones_like(y))      # = cos(x)
     """
-    paths, leaves, in_tree = tree.flatten_with_path(primals)
+    paths, leaves, in_tree = tree.flatten_split_paths(primals)
     _check_float_inputs("vjp", f, leaves, paths)
     with new_trace(VJPTrace) as trace:
         tracers = [trace.new_input(x) for x in leaves]
@@ -236,7 +236,7 @@ def jvp(f, primals, tangents, has_aux=False):
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError(f"jvp({_fname(f)}): primals and tangents must be tuples (one entry per "
                         f"argument), got {type(primals).__name__} and {type(tangents).__name__}")
-    paths, p_leaves, p_tree = tree.flatten_with_path(tuple(primals))
+    paths, p_leaves, p_tree = tree.flatten_split_paths(tuple(primals))
     t_leaves, t_tree = tree.flatten(tuple(tangents))
     if p_tree != t_tree:
         raise TypeError(f"jvp({_fname(f)}): primals and tangents must have the same structure, "
@@ -353,7 +353,7 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
             raise TypeError(f"vmap({name}): in_axes at the top level must be an int, None or a "
                             f"tuple (one entry per argument); wrap the dict: in_axes=({axes_spec!r},)")
         full = (args, kwargs)
-        paths, leaves, in_tree = tree.flatten_with_path(full)
+        paths, leaves, in_tree = tree.flatten_split_paths(full)
         axes = _prefix(name, axes_spec, args, "in_axes") + [0] * tree.num_leaves(kwargs)
         labels = [_arg_label(p) for p in paths]
         norm_axes, sizes = [], []
@@ -375,7 +375,7 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
             ins = [x if ax is None else BatchTracer(trace, x, ax) for x, ax in zip(leaves, norm_axes)]
             a, kw = tree.unflatten(in_tree, ins)
             out = f(*a, **kw)
-            out_paths, out_leaves, out_tree = tree.flatten_with_path(out)
+            out_paths, out_leaves, out_tree = tree.flatten_split_paths(out)
         o_axes = _prefix(name, out_axes, out, "out_axes")
         results = []
         for o, oa, p in zip(out_leaves, o_axes, out_paths):

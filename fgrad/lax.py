@@ -173,10 +173,10 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
     """
     what = f"fgrad.lax.scan({_fname(f)})"
     _check_unroll(what, unroll)
-    x_paths, x_leaves, x_tree = tree.flatten_with_path(xs)
+    x_paths, x_leaves, x_tree = tree.flatten_split_paths(xs)
     x_leaves = [_leaf_array(x, what) for x in x_leaves]
     length = _scan_length(what, length, x_paths, x_leaves)
-    c_paths, c_leaves, c_tree = tree.flatten_with_path(init)
+    c_paths, c_leaves, c_tree = tree.flatten_split_paths(init)
     weak = [_is_weak(x) for x in c_leaves]
     c_leaves = [_leaf_array(x, what) for x in c_leaves]
     x_avals = [ShapedArray(shape_of(x)[1:], dtype_of(x)) for x in x_leaves]
@@ -264,7 +264,7 @@ def map(f, xs, *, batch_size=None):  # noqa: A001 - mirrors jax.lax.map
                         f"{batch_size!r}")
     from .api import vmap
     leaves = tree.leaves(xs)
-    n = _scan_length(f"fgrad.lax.map({_fname(f)})", None, *tree.flatten_with_path(xs)[:2])
+    n = _scan_length(f"fgrad.lax.map({_fname(f)})", None, *tree.flatten_split_paths(xs)[:2])
     blocks, rest = divmod(n, int(batch_size))
     parts = []
     if blocks:
@@ -351,7 +351,7 @@ def _switch(what, index, branches, operands, labels, ref=0):
             raise TypeError(f"{what}: the branches must return the same structure, but "
                             f"{labels[ref]} returns {trees[ref]} and {label} returns {t}")
         other = [atom_aval(v) for v in jaxpr.outvars]
-        paths = tree.flatten_with_path(tree.unflatten(trees[ref], first))[0]
+        paths = tree.flatten_split_paths(tree.unflatten(trees[ref], first))[0]
         for path, a, b in zip(paths, first, other):
             if a != b:
                 where = "".join(f"[{k!r}]" for k in path)
@@ -376,7 +376,7 @@ def while_loop(cond_fun, body_fun, init_val):
     :func:`fori_loop` with static bounds, or :func:`scan`).
     """
     what = f"fgrad.lax.while_loop({_fname(cond_fun)}, {_fname(body_fun)})"
-    c_paths, c_leaves, c_tree = tree.flatten_with_path(init_val)
+    c_paths, c_leaves, c_tree = tree.flatten_split_paths(init_val)
     weak = [_is_weak(x) for x in c_leaves]
     c_leaves = [_leaf_array(x, what) for x in c_leaves]
     for _ in range(2):

@@ -17,10 +17,18 @@ rebuilt with sorted keys (``unflatten``, ``map``), a dict whose keys cannot be s
 key types) raises ``TypeError``, and key paths are tuples of :class:`DictKey`,
 :class:`SequenceKey`, :class:`GetAttrKey` and :class:`FlattenedIndexKey`.
 
-One difference stays for now: ``flatten_with_path`` returns fgrad's older triple
-``(paths, leaves, treedef)`` with plain optree paths (``("x", 0)``), which the engine calls;
-JAX's pair ``([(key_path, leaf), ...], treedef)`` is :func:`tree_flatten_with_path`.
-:func:`flatten_split_paths` is the triple's lasting name.
+``flatten_with_path`` (``jax.tree.flatten_with_path``, also ``tree_flatten_with_path``)
+returns JAX's pair ``([(key_path, leaf), ...], treedef)``:
+
+>>> pairs, _ = fgrad.tree.flatten_with_path({"a": [1.0], "b": 2.0})
+>>> pairs
+[((DictKey(key='a'), SequenceKey(idx=0)), 1.0), ((DictKey(key='b'),), 2.0)]
+>>> fgrad.tree.keystr(pairs[0][0])
+"['a'][0]"
+
+The engine, which only needs raw keys for its error messages, calls
+:func:`flatten_split_paths`: optree's triple ``(paths, leaves, treedef)`` with plain keys
+(``("a", 0)``), cheaper than building key objects for every leaf on every call.
 """
 from __future__ import annotations
 
@@ -142,7 +150,7 @@ def map_with_path(f, tree, *rest, is_leaf=None):
     """Like :func:`map` but ``f(key_path, leaf, *others)`` also receives the leaf's key path: a
     tuple of :class:`DictKey` / :class:`SequenceKey` / :class:`GetAttrKey` /
     :class:`FlattenedIndexKey` (``jax.tree_util.tree_map_with_path``; :func:`keystr` prints it)."""
-    pairs, treedef = tree_flatten_with_path(tree, is_leaf=is_leaf)
+    pairs, treedef = flatten_with_path(tree, is_leaf=is_leaf)
     others = [treedef.flatten_up_to(r) for r in rest]
     return optree.tree_unflatten(treedef, [f(p, x, *xs) for (p, x), *xs in zip(pairs, *others)])
 
@@ -153,10 +161,6 @@ def flatten_split_paths(tree, is_leaf=None):
     paths, leaves_, treedef = optree.tree_flatten_with_path(tree, is_leaf=is_leaf,
                                                             namespace=NAMESPACE)
     return paths, leaves_, _sorted_treedef(treedef)
-
-
-#: fgrad's older triple form (see the module docstring); JAX's pair is tree_flatten_with_path
-flatten_with_path = flatten_split_paths
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,8 +214,14 @@ def _key(entry):
     return FlattenedIndexKey(entry.entry)
 
 
-def tree_flatten_with_path(tree, is_leaf=None):
-    """``([(key_path, leaf), ...], treedef)``, as ``jax.tree_util.tree_flatten_with_path``."""
+def flatten_with_path(tree, is_leaf=None):
+    """``([(key_path, leaf), ...], treedef)``, as ``jax.tree_util.tree_flatten_with_path``.
+
+    ``key_path`` is a tuple of key entries, one per level: :class:`DictKey` for dict entries,
+    :class:`SequenceKey` for list/tuple positions, :class:`GetAttrKey` for namedtuple fields
+    and registered dataclasses, :class:`FlattenedIndexKey` for the children of other registered
+    nodes. ``unflatten(treedef, [leaf for _, leaf in pairs])`` rebuilds the tree.
+    """
     accessors, leaves_, treedef = optree.tree_flatten_with_accessor(
         tree, is_leaf=is_leaf, namespace=NAMESPACE)
     pairs = [(tuple(_key(e) for e in acc), x) for acc, x in zip(accessors, leaves_)]
@@ -220,7 +230,7 @@ def tree_flatten_with_path(tree, is_leaf=None):
 
 def leaves_with_path(tree, is_leaf=None):
     """``[(key_path, leaf), ...]`` (``jax.tree_util.tree_leaves_with_path``)."""
-    return tree_flatten_with_path(tree, is_leaf=is_leaf)[0]
+    return flatten_with_path(tree, is_leaf=is_leaf)[0]
 
 
 def keystr(keys, *, simple=False, separator=""):
@@ -388,3 +398,4 @@ def _short(x):
 tree_map, tree_leaves, tree_flatten, tree_unflatten = map, leaves, flatten, unflatten
 tree_structure, tree_reduce, tree_all, tree_transpose = structure, reduce, all, transpose
 tree_map_with_path, tree_leaves_with_path = map_with_path, leaves_with_path
+tree_flatten_with_path = flatten_with_path

@@ -37,7 +37,7 @@ def flatten_names(params, sep=".", is_leaf=None):
 
     Raises ``ValueError`` if two paths give the same name (a key that itself contains ``sep``).
     """
-    paths, leaves, _ = tree.flatten_with_path(params, is_leaf=is_leaf)
+    paths, leaves, _ = tree.flatten_split_paths(params, is_leaf=is_leaf)
     names = {}
     for path, leaf in zip(paths, leaves):
         name = path_name(path, sep)

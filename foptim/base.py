@@ -104,8 +104,8 @@ def check_like(where, what, value, like_what, like, *, dtypes=True, note=""):
     reshaped parameter or optree's generic structure message.
     """
     note = f" ({note})" if note else ""
-    paths, leaves, treedef = tree.flatten_with_path(value)
-    like_paths, like_leaves, like_treedef = tree.flatten_with_path(like)
+    paths, leaves, treedef = tree.flatten_split_paths(value)
+    like_paths, like_leaves, like_treedef = tree.flatten_split_paths(like)
     if treedef != like_treedef:
         missing = [p for p in like_paths if p not in set(paths)]
         extra = [p for p in paths if p not in set(like_paths)]

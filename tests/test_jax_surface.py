@@ -275,9 +275,10 @@ def test_tree_util_names_and_dict_order():
         fgrad.grad(lambda p: p[1])({1: 1.0, "a": 2.0})
     od = collections.OrderedDict([("b", 1), ("a", 2)])
     assert list(tree.map(lambda x: x, od)) == ["b", "a"]                     # OrderedDict keeps order
-    # the older triple form keeps working for fgrad's own callers
-    paths, leaves, _ = tree.flatten_with_path(t)
-    assert paths[0] == ("a", 0) and tree.flatten_split_paths(t)[0] == paths
+    # fgrad's own callers use the raw-key triple; flatten_with_path is JAX's pair
+    paths, leaves, _ = tree.flatten_split_paths(t)
+    assert paths[0] == ("a", 0)
+    assert [p for p, _ in tree.flatten_with_path(t)[0]][0] == (tree.DictKey("a"), tree.SequenceKey(0))
 
 
 def test_key_paths_keystr_and_register_dataclass():

@@ -93,8 +93,108 @@ def test_map_over_several_trees_and_with_paths():
         tree.map(lambda u, v: u + v, a, {"x": [1.0], "y": Point(1.0, 2.0)})
     paths = tree.map_with_path(lambda path, leaf: tree.keystr(path), a)   # JAX's key paths
     assert paths == {"x": ["['x'][0]", "['x'][1]"], "y": Point("['y'].x", "['y'].y")}
-    p, leaves, _ = tree.flatten_with_path(a)
+    p, leaves, _ = tree.flatten_split_paths(a)      # the engine's raw-key triple
     assert p == [("x", 0), ("x", 1), ("y", 0), ("y", 1)] and leaves == [1.0, 2.0, 3.0, 4.0]
+
+
+# --------------------------------------------------------------------------------------------
+# Key paths in jax.tree_util's form. The expected reprs and strings are pinned by hand from
+# JAX's documentation (the pytrees page, "Explicit key paths", and the jax.tree_util reference
+# for DictKey / SequenceKey / GetAttrKey / FlattenedIndexKey and keystr); jax is not imported.
+# --------------------------------------------------------------------------------------------
+
+ATuple = collections.namedtuple("ATuple", ("name",))
+
+
+def test_flatten_with_path_is_jaxs_pair():
+    # JAX's pytrees page: tree = [1, {'k1': 2, 'k2': (3, 4)}, ATuple('foo')]
+    t = [1, {"k1": 2, "k2": (3, 4)}, ATuple("foo")]
+    pairs, treedef = tree.flatten_with_path(t)
+    assert isinstance(pairs, list) and all(isinstance(kp, tuple) for kp, _ in pairs)
+    assert [repr(kp) for kp, _ in pairs] == [
+        "(SequenceKey(idx=0),)",
+        "(SequenceKey(idx=1), DictKey(key='k1'))",
+        "(SequenceKey(idx=1), DictKey(key='k2'), SequenceKey(idx=0))",
+        "(SequenceKey(idx=1), DictKey(key='k2'), SequenceKey(idx=1))",
+        "(SequenceKey(idx=2), GetAttrKey(name='name'))",
+    ]
+    assert [f"tree{tree.keystr(kp)}: {v}" for kp, v in pairs] == [
+        "tree[0]: 1", "tree[1]['k1']: 2", "tree[1]['k2'][0]: 3", "tree[1]['k2'][1]: 4",
+        "tree[2].name: foo"]
+    assert tree.unflatten(treedef, [v for _, v in pairs]) == t
+    assert treedef == tree.structure(t)
+    # the same function under JAX's other names
+    assert fgrad.tree_util.tree_flatten_with_path(t) == (pairs, treedef)
+    assert tree.leaves_with_path(t) == pairs == fgrad.tree_util.tree_leaves_with_path(t)
+
+
+def test_key_entries_are_jaxs_classes():
+    DictKey, SequenceKey = fgrad.tree_util.DictKey, fgrad.tree_util.SequenceKey
+    GetAttrKey, FlattenedIndexKey = fgrad.tree_util.GetAttrKey, fgrad.tree_util.FlattenedIndexKey
+    assert (DictKey("a").key, SequenceKey(2).idx, GetAttrKey("w").name, FlattenedIndexKey(3).key) \
+        == ("a", 2, "w", 3)
+    assert DictKey(key="a") == DictKey("a") != DictKey("b") and DictKey(0) != SequenceKey(0)
+    assert len({DictKey("a"), DictKey("a"), SequenceKey(0)}) == 2          # hashable, as JAX's
+    assert [str(k) for k in (DictKey("a"), DictKey(1), SequenceKey(0), GetAttrKey("w"),
+                             FlattenedIndexKey(2))] == \
+        ["['a']", "[1]", "[0]", ".w", "[<flat index 2>]"]
+    path = (DictKey("params"), SequenceKey(0), GetAttrKey("w"))
+    assert tree.keystr(path) == "['params'][0].w"
+    assert tree.keystr(path, simple=True, separator="/") == "params/0/w"
+    assert tree.keystr(()) == ""
+    # a node registered without keys gives its children flat indices
+    pairs, _ = tree.flatten_with_path(Linear(np.ones(2), np.zeros(1), "fc"))
+    assert [kp for kp, _ in pairs] == [(FlattenedIndexKey(0),), (FlattenedIndexKey(1),)]
+
+
+def test_flatten_with_path_dicts_none_and_is_leaf():
+    t = {"b": None, "a": [2.0, {"z": 3.0, "y": 4.0}], "c": collections.OrderedDict(q=5.0, p=6.0)}
+    pairs, _ = tree.flatten_with_path(t)
+    assert [tree.keystr(kp) for kp, _ in pairs] == \
+        ["['a'][0]", "['a'][1]['y']", "['a'][1]['z']", "['c']['q']", "['c']['p']"]
+    assert [v for _, v in pairs] == tree.leaves(t) == [2.0, 4.0, 3.0, 5.0, 6.0]
+    stop = lambda x: isinstance(x, Point)     # noqa: E731
+    pairs, _ = tree.flatten_with_path({"p": Point(1.0, 2.0), "q": [Point(3.0, 4.0)]}, is_leaf=stop)
+    assert [(tree.keystr(kp), v) for kp, v in pairs] == \
+        [("['p']", Point(1.0, 2.0)), ("['q'][0]", Point(3.0, 4.0))]
+    assert tree.flatten_with_path(1.0) == ([((), 1.0)], tree.structure(1.0))
+    assert tree.flatten_with_path(None)[0] == []
+
+
+def test_map_with_path_passes_jax_key_paths():
+    t = {"w": [1.0, 2.0], "p": Point(3.0, 4.0)}
+    seen = []
+
+    def f(path, x, y):
+        seen.append(path)
+        return x + y if isinstance(path[-1], tree.SequenceKey) else x * y
+    out = tree.map_with_path(f, t, {"w": [10.0, 20.0], "p": Point(2.0, 3.0)})
+    assert out == {"w": [11.0, 22.0], "p": Point(6.0, 12.0)}
+    assert seen == [(tree.DictKey("p"), tree.GetAttrKey("x")), (tree.DictKey("p"), tree.GetAttrKey("y")),
+                    (tree.DictKey("w"), tree.SequenceKey(0)), (tree.DictKey("w"), tree.SequenceKey(1))]
+    assert fgrad.tree_util.tree_map_with_path is tree.map_with_path
+    # the path picks per-leaf behaviour, the common use (weight decay on "w" only)
+    decayed = tree.map_with_path(lambda kp, x: 0.5 * x if kp[0].key == "w" else x, t)
+    assert decayed == {"w": [0.5, 1.0], "p": Point(3.0, 4.0)}
+
+
+@HYPOTHESIS
+@given(st.recursive(st.floats(-1e3, 1e3, allow_nan=False),
+                    lambda kids: st.lists(kids, max_size=3)
+                    | st.dictionaries(st.text("abc", min_size=1, max_size=2), kids, max_size=3)
+                    | st.tuples(kids, kids), max_leaves=8))
+def test_key_paths_index_the_tree(t):
+    """Following each key path from the root reaches its leaf (the defining property)."""
+    pairs, treedef = tree.flatten_with_path(t)
+    for kp, leaf in pairs:
+        node = t
+        for k in kp:
+            node = node[k.key] if isinstance(k, tree.DictKey) else node[k.idx]
+        assert node == leaf
+    assert [p for p, _ in pairs] == [tuple(tree.DictKey(k) if isinstance(k, str) else
+                                           tree.SequenceKey(k) for k in raw)
+                                     for raw in tree.flatten_split_paths(t)[0]]
+    assert tree.unflatten(treedef, [x for _, x in pairs]) == t
 
 
 def test_reduce_all_and_transpose():
