@@ -20,11 +20,15 @@ Choices, as JAX makes them unless said otherwise:
 * **Static arguments** (``static_argnums``, ``static_argnames``) must be hashable; each new
   value traces again. Retracing is reported with a :class:`RetraceWarning` once a function
   has been traced :data:`RETRACE_WARNING_AFTER` times.
-* **Under a transform the jitted function is transparent.** When ``grad``, ``vmap``, ``jvp``,
-  ``make_jaxpr`` or an outer ``jit`` is tracing (any trace is active), ``jitted(*args)`` calls
-  ``f(*args)`` itself, so the transform sees (and stages, differentiates or batches) ``f``'s
-  operations, custom_vjp rules included. ``grad(jit(f))`` therefore costs what ``grad(f)``
-  does; ``jit(grad(f))`` is the fast composition (the whole backward pass is staged once).
+* **Under a transform the jitted function is one call.** When ``grad``, ``jvp`` or ``vmap`` is
+  tracing, ``jitted(*args)`` stages ``f`` once per signature as a closed program (what it closes
+  over becomes operands) and binds one ``jit_call`` equation on it, whose rules transform the
+  program (``fgrad/primitives/control.py``): ``grad(jit(f))`` runs a compiled forward pass that
+  saves what the backward pass needs and a compiled backward pass (both cached on the program),
+  so it costs about what ``jit(grad(f))`` does; custom_vjp / custom_jvp rules inside ``f`` stay
+  rules. Python control flow on a traced value is then an error, as under ``jit(f)`` alone.
+  Under staging (an outer ``jit``, ``make_jaxpr``, a ``fgrad.lax`` body) ``f`` is inlined, so the
+  outer program is optimised as a whole; under ``fgrad.debug_nans`` it runs eagerly.
 * **Results** are NumPy arrays (or the NumPy scalars NumPy's own functions return), in the
   output's pytree structure. Like any NumPy function, a result may be a view of an input
   (``jit(lambda x: x.T)``), or the input itself when the optimised program is the identity.
@@ -60,7 +64,9 @@ from . import core, tree
 from .core import Tracer, dtype_of, shape_of
 from .errors import UnexpectedTracerError
 from .passes import is_ufunc_eqn, optimize, plan_buffer_reuse
-from .staging import Literal, ShapedArray, StagingTrace, Var, aval_of, format_params, stage
+from .primitives.control import BodyTrace, jit_call_p
+from .staging import (Literal, ShapedArray, StagingTrace, Var, aval_of, format_params, stage,
+                      stage_closed)
 
 __all__ = ["jit", "eval_shape", "ShapeDtypeStruct", "Jitted", "Lowered", "RetraceWarning",
            "RETRACE_WARNING_AFTER"]
@@ -107,6 +113,14 @@ class JitTrace(StagingTrace):
     transform_name = "jit"
     #: custom_vjp rules become calls of the user's fwd and bwd (fgrad/custom.py)
     opaque_calls = True
+
+
+class JitCallTrace(BodyTrace):
+    """Stages a jitted function called under grad / jvp / vmap (errors say ``jit(f)``):
+    custom_vjp / custom_jvp calls stay calls, so the outer transform uses their rules."""
+
+    transform_name = "jit"
+    context = StagingTrace.context
 
 
 class EvalShapeTrace(StagingTrace):
@@ -192,6 +206,7 @@ class Jitted:
             raise ValueError(f"jit({self._name}): argument(s) {sorted(overlap)} are both static "
                              f"and donated; a static argument has no buffer to donate")
         self._cache = {}
+        self._call_cache = {}   # signature -> (program, consts, out_tree) under transforms
         self._last_key = None
         self.trace_count = 0
         self._warned = False
@@ -209,14 +224,53 @@ class Jitted:
 
     def __call__(self, *args, **kwargs):
         if core._trace_stack or getattr(core, "_debug_hook", None) is not None:
-            # Some transform is tracing: be transparent, so it sees f's own operations. Under
-            # fgrad.debug_nans, run eagerly too, so that the NaN check sees every operation.
-            return self._fun(*args, **kwargs)
+            if core._debug_hook is not None or all(isinstance(t, StagingTrace) for t in core._trace_stack):
+                # Staging (an outer jit, make_jaxpr, a lax body) inlines f: the outer program
+                # is optimised as a whole. Under fgrad.debug_nans, run eagerly, so that the NaN
+                # check sees every operation.
+                return self._fun(*args, **kwargs)
+            return self._call_traced(args, kwargs)
         key, leaves, donated = self._signature(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._compile(key, args, kwargs, leaves, donated)
         return tree.unflatten(entry.out_tree, entry.run(*leaves))
+
+    def _call_traced(self, args, kwargs):
+        """Under grad / jvp / vmap: one ``jit_call`` equation on f's program (staged once per
+        signature), whose rules transform the program (fgrad/primitives/control.py)."""
+        dyn_args, dyn_kwargs, static_key, static_pos = self._split(args, kwargs)
+        leaves, in_tree = tree.flatten((tuple(dyn_args), dyn_kwargs))
+        avals = []
+        for i, x in enumerate(leaves):
+            if not isinstance(x, (Tracer, np.ndarray, np.generic, bool, int, float, complex)):
+                raise TypeError(f"jit({self._name}): argument leaf #{i} is a "
+                                f"{type(x).__name__}, not an array or number; pass it through "
+                                f"static_argnums / static_argnames if it is a setting")
+            avals.append(aval_of(x, weak_scalars=True))
+        key = (in_tree, tuple((a, a.weak_type) for a in avals), static_key)
+        entry = self._call_cache.get(key)
+        if entry is None:
+            box = []
+
+            def flat_fun(*ins):
+                dyn_args_t, dyn_kwargs_t = tree.unflatten(in_tree, ins)
+                full = [args[i] if i in static_pos else a for i, a in enumerate(dyn_args_t)]
+                kw = {k: v for k, v in kwargs.items() if k in self._static_argnames}
+                kw.update(dyn_kwargs_t)
+                out_leaves, out_tree = tree.flatten(self._fun(*full, **kw))
+                box.append(out_tree)
+                return out_leaves
+            jaxpr, consts = stage_closed(flat_fun, avals, trace_type=JitCallTrace, fun_name=self._name)
+            self.trace_count += 1
+            jaxpr, _ = optimize(jaxpr)
+            entry = (jaxpr, consts, box[-1])
+            # a program that closes over another transform's tracers is this call's only
+            if not any(isinstance(c, Tracer) for c in consts):
+                self._call_cache[key] = entry
+        jaxpr, consts, out_tree = entry
+        outs = jit_call_p.bind(*consts, *leaves, jaxpr=jaxpr, name=_identifier(self._name)[:-4])
+        return tree.unflatten(out_tree, outs)
 
     def lower(self, *args, **kwargs):
         """The optimised program and generated source for arguments like these (a

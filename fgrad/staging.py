@@ -265,8 +265,10 @@ class StagingTrace(Trace):
         return self.consts[key][0]
 
     def process_primitive(self, prim, args, params):
-        if prim.inline_when_staged:  # custom_vjp / custom_jvp calls: trace through the function
-            return prim.impl(*args, **params)
+        inline = prim.inline_when_staged
+        if inline:  # custom_vjp / custom_jvp calls trace through their function (impl), a
+            # jit_call through its program (a function given as inline_when_staged)
+            return (prim.impl if inline is True else inline)(*args, **params)
         in_atoms = [self.atom(x) for x in args]
         out_avals = abstract_eval(prim, args, params)
         outs = [StagingTracer(self, a, self.new_var(a)) for a in out_avals]

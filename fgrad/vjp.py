@@ -82,6 +82,10 @@ class VJPTrace(Trace):
         if not prim.differentiable:
             return prim.bind(*primals, **params)
         if prim.vjp_fwd is not None:
+            if getattr(prim.vjp_fwd, "takes_tracked", False):
+                # the rule builds its backward pass for the operands the tape tracks only (a
+                # jit_call's program: no cotangent of the data, only of the parameters)
+                params = dict(params, tracked=tuple(p is not None for p in parents))
             ans, backward = prim.vjp_fwd(primals, **params)
         else:
             if prim.vjp is None:

@@ -134,8 +134,100 @@ def test_custom_vjp_under_jit_and_grad_of_jit_keeps_the_custom_rule():
     f = lambda x: fnp.sum(clip_grad(x) * 5.0)   # noqa: E731
     x = np.ones(3)
     np.testing.assert_array_equal(fgrad.grad(f)(x), np.ones(3))
-    np.testing.assert_array_equal(fgrad.grad(fgrad.jit(f))(x), np.ones(3))   # transparent
+    np.testing.assert_array_equal(fgrad.grad(fgrad.jit(f))(x), np.ones(3))   # jit_call's VJP
     np.testing.assert_array_equal(fgrad.jit(fgrad.grad(f))(x), np.ones(3))   # staged backward
+
+
+# --------------------------------------------------------------------------------------------
+# transforms of a jitted function: one jit_call equation on its program
+# --------------------------------------------------------------------------------------------
+
+def _counting(f):
+    calls = []
+
+    def g(*args):
+        calls.append(1)
+        return f(*args)
+    return g, calls
+
+
+def test_grad_jvp_vmap_of_jit_trace_once_and_replay_compiled_programs():
+    f, calls = _counting(lambda w, x: fnp.sum(fnp.tanh(x @ w) ** 2))
+    jitted = fgrad.jit(f)
+    rng = np.random.default_rng(0)
+    w, x = rng.normal(size=(3, 2)), rng.normal(size=(5, 3))
+    eager = lambda w, x: fnp.sum(fnp.tanh(x @ w) ** 2)   # noqa: E731
+    for _ in range(3):
+        close(fgrad.grad(jitted, argnums=(0, 1))(w, x), fgrad.grad(eager, argnums=(0, 1))(w, x))
+        close(fgrad.jvp(jitted, (w, x), (w, x)), fgrad.jvp(eager, (w, x), (w, x)))
+        close(fgrad.vmap(jitted, in_axes=(None, 0))(w, x[:, None]),
+              fgrad.vmap(eager, in_axes=(None, 0))(w, x[:, None]))
+    assert len(calls) == 2 and jitted.trace_count == 2   # (f64[3,2], f64[5,3]) and the vmapped row
+    # the primitive the transforms saw, and the programs its rules built, each cached on it
+    (jaxpr, _, _), = [e for k, e in jitted._call_cache.items() if k[1][1][0].shape == (5, 3)]
+    assert {("vjp", (True, True)), ("jvp", (True, True))} <= set(jaxpr._derived)
+
+
+def test_vjp_of_jit_splits_one_forward_and_one_backward_pass():
+    from fgrad.primitives.control import split_vjp
+    w, x = np.ones((3, 2)), np.ones((5, 3))
+    jitted = fgrad.jit(lambda w, x: fnp.sum(fnp.tanh(x @ w) ** 2))
+    fgrad.grad(jitted)(w, x)
+    (jaxpr, _, _), = jitted._call_cache.values()
+    assert set(jaxpr._derived) == {("vjp", (True, False))}   # grad w.r.t. w only
+    fwd, bwd, _ = split_vjp(jaxpr, (True, False))
+    fwd_prims = [e.prim.name for e in passes.optimize(fwd)[0].eqns]
+    bwd_prims = [e.prim.name for e in passes.optimize(bwd)[0].eqns]
+    assert fwd_prims.count("tanh") == 1 and fwd_prims.count("dot_general") == 1
+    assert "tanh" not in bwd_prims                 # the backward reads tanh's result, saved
+    assert bwd_prims.count("dot_general") == 1     # only x.T @ g: w's cotangent, not x's
+    every = [e.prim.name for e in passes.optimize(split_vjp(jaxpr)[1])[0].eqns]
+    assert every.count("dot_general") == 2          # (by default every float input gets one)
+
+
+def test_transforms_compose_around_jit_to_any_depth():
+    f = lambda x: fnp.sum(fnp.sin(x) * fnp.exp(x) ** 2)   # noqa: E731
+    jf = fgrad.jit(f)
+    x = np.linspace(-1, 1, 4)
+    close(fgrad.jacfwd(fgrad.jit(fgrad.grad(jf)))(x), fgrad.hessian(f)(x))
+    close(fgrad.jacrev(fgrad.jit(fgrad.jacfwd(jf)))(x), fgrad.hessian(f)(x))
+    close(fgrad.vmap(fgrad.grad(jf))(np.stack([x, 2 * x])), fgrad.vmap(fgrad.grad(f))(np.stack([x, 2 * x])))
+    close(fgrad.grad(lambda x: fgrad.jvp(jf, (x,), (fnp.ones_like(x),))[1])(x),
+          fgrad.grad(lambda x: fgrad.jvp(f, (x,), (fnp.ones_like(x),))[1])(x))
+    close(fgrad.jit(fgrad.grad(jf))(x), fgrad.grad(f)(x))
+    # under staging the program is inlined, not called
+    text = str(fgrad.make_jaxpr(fgrad.grad(jf))(x))
+    assert "jit_call" not in text and "sin" in text
+
+
+def test_jit_under_grad_closing_over_an_outer_tracer():
+    x0 = np.arange(3.0)
+
+    def loss(w):
+        return fgrad.jit(lambda x: fnp.sum(x * w * w))(x0)
+    close(fgrad.grad(loss)(2.0), 4.0 * x0.sum())
+    close(fgrad.vmap(fgrad.grad(loss))(np.array([1.0, 3.0])), np.array([2.0, 6.0]) * x0.sum())
+
+
+def test_jit_under_grad_with_static_integer_and_scalar_arguments():
+    def f(x, n, i, scale):
+        return fnp.sum(x ** n * scale) + fnp.sum(x[i])
+    jitted = fgrad.jit(f, static_argnums=(1,))
+    x, i = np.linspace(0.5, 2, 4), np.array([0, 2])
+    for n in (2, 3):
+        close(fgrad.grad(jitted)(x, n, i, 0.5), fgrad.grad(f)(x, n, i, 0.5))
+    close(fgrad.vmap(jitted, in_axes=(0, None, None, None))(np.stack([x, x]), 2, i, 1.5),
+          fgrad.vmap(f, in_axes=(0, None, None, None))(np.stack([x, x]), 2, i, 1.5))
+    value, g = fgrad.value_and_grad(fgrad.jit(lambda x: (fnp.sum(x ** 2), x)), has_aux=True)(x)
+    close(value, (np.sum(x ** 2), x))
+    close(g, 2 * x)
+
+
+def test_python_control_flow_in_a_jitted_function_under_grad_is_a_clear_error():
+    def f(x):
+        return fnp.sum(x) if fnp.sum(x) > 0 else -fnp.sum(x)
+    with pytest.raises(fgrad.ConcretizationError, match=r"jit\(f\).*fgrad.lax.cond"):
+        fgrad.grad(fgrad.jit(f))(np.ones(3))
 
 
 # --------------------------------------------------------------------------------------------

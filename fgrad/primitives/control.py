@@ -72,7 +72,7 @@ from ..staging import (Jaxpr, ShapedArray, StagingTrace, Var, atom_aval, aval_of
                        eval_jaxpr, stage_closed)
 from ..vmap import batch_size, move_axis, move_to_front, not_mapped
 
-__all__ = ["scan_p", "cond_p", "while_p", "custom_vjp_jaxpr_p", "custom_jvp_jaxpr_p", "BodyTrace", "stage_body", "jvp_eval", "vjp_eval",
+__all__ = ["scan_p", "cond_p", "while_p", "jit_call_p", "split_vjp", "custom_vjp_jaxpr_p", "custom_jvp_jaxpr_p", "BodyTrace", "stage_body", "jvp_eval", "vjp_eval",
            "batch_eval", "join_branches", "WHILE_GRAD_MESSAGE"]
 
 
@@ -810,3 +810,134 @@ custom_jvp_jaxpr_p.vjp_fwd = _cjvp_vjp_fwd
 custom_jvp_jaxpr_p.batch = _cjvp_batch
 
 _CUSTOM_CALLS = {"custom_vjp_call": _stage_custom_vjp, "custom_jvp_call": _stage_custom_jvp}
+
+
+# --------------------------------------------------------------------------------------------
+# jit_call: a jitted function called under another transform
+# --------------------------------------------------------------------------------------------
+#
+# ``grad(jit(f))``, ``jvp(jit(f))``, ``vmap(jit(f))``: ``Jitted.__call__`` (jit.py) stages ``f``
+# once per signature as a closed program and binds ``jit_call_p`` on it, so the transform sees
+# one equation whose rules transform the *program*, each result compiled once and cached on the
+# program it came from (a second ``grad(jit(f))(x)`` stages nothing):
+#
+# * JVP: the program's JVP over (primal, tangent) inputs, staged, called.
+# * VJP: one VJP of the program, ``(ops, cts) -> ct_ops``, staged and split by partial
+#   evaluation (:func:`split_vjp`): the forward call computes the outputs and the values the
+#   backward part reads (the residuals), the backward call the rest: one forward and one
+#   backward pass, both compiled.
+# * Batching: the program vmapped (:func:`batch_jaxpr`), called.
+#
+# Staging (an outer ``jit``, ``make_jaxpr``, a ``fgrad.lax`` body) inlines the program instead
+# of recording a call, so the outer program is optimised as a whole.
+
+def _derived(jaxpr, key, build):
+    """``build()``, cached on the program under ``key`` (the rules' programs are built once)."""
+    cache = jaxpr.__dict__.setdefault("_derived", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
+def _jit_call_impl(*ops, jaxpr, name):
+    return [_as_result(o, a) for o, a in zip(_runner(jaxpr)(*ops), _out_avals(jaxpr))]
+
+
+jit_call_p = Primitive("jit_call", _jit_call_impl, multiple_results=True)
+jit_call_p.abstract_eval = lambda *ops, jaxpr, name: _out_avals(jaxpr)
+jit_call_p.inline_when_staged = lambda *ops, jaxpr, name: eval_jaxpr(jaxpr, (), *ops)
+
+
+def _jit_call_jvp(primals, tangents, *, jaxpr, name):
+    # d jaxpr(ops) = the program's JVP, called on (ops, the non-zero tangents)
+    nz = tuple(t is not zero and is_float(p) for p, t in zip(primals, tangents))
+    in_av = _in_avals(jaxpr)
+    out_f = [_is_float_aval(a) for a in _out_avals(jaxpr)]
+    n = len(primals)
+
+    def build():
+        def f(*args):
+            outs, outs_dot = jvp_eval(jaxpr, args[:n], _expand(args[n:], nz))
+            return outs + [instantiate_zeros(t, o) for t, o, m in zip(outs_dot, outs, out_f) if m]
+        return stage_body(f, in_av + _pick(in_av, nz))
+    new, extra = _derived(jaxpr, ("jvp", nz), build)
+    outs = jit_call_p.bind(*extra, *primals, *_pick(tangents, nz), jaxpr=new, name=f"jvp_{name}")
+    return outs[:len(out_f)], _expand(outs[len(out_f):], out_f)
+
+
+def split_vjp(jaxpr, diff=None):
+    """``(fwd, bwd, extra)`` for the VJP of a closed program, by partial evaluation.
+
+    One VJP, ``step(extra, ops, cts) -> ct_ops`` (the inputs marked in ``diff``, default every
+    float one; every float output), is staged; an equation that reads a cotangent, or the
+    result of one that does, is backward, the rest forward. ``fwd(extra, ops) -> (outs,
+    residuals)`` is the program followed by the forward equations (CSE in the compiled program
+    merges the two copies of the primal computation); ``bwd(extra, residuals, cts) -> ct_ops``
+    is the rest, reading the residuals: the forward values the backward equations use
+    (``1 - tanh^2``, the operands of each matmul).
+    """
+    in_av, out_av = _in_avals(jaxpr), _out_avals(jaxpr)
+    if diff is None:
+        diff = [_is_float_aval(a) for a in in_av]
+    out_f = [_is_float_aval(a) for a in out_av]
+    n = len(in_av)
+
+    def step(*args):
+        in_cts = vjp_eval(jaxpr, args[:n], diff, _expand(args[n:], out_f, None))
+        return [_zeros(a) if g is zero else g for g, a in zip(_pick(in_cts, diff), _pick(in_av, diff))]
+    vjp_step, extra = stage_body(step, in_av + _pick(out_av, out_f))
+    e_v, op_v, ct_v = _split(vjp_step.invars, len(extra), n)
+    backward = set(ct_v)
+    bwd_eqns, fwd_eqns = [], []
+    for e in vjp_step.eqns:
+        if any(isinstance(a, Var) and a in backward for a in e.inputs):
+            backward.update(e.outs)
+            bwd_eqns.append(e)
+        else:
+            fwd_eqns.append(e)
+    residuals, seen = [], set(e_v)
+    for a in [a for e in bwd_eqns for a in e.inputs] + list(vjp_step.outvars):
+        if isinstance(a, Var) and a not in backward and a not in seen:
+            seen.add(a)
+            residuals.append(a)
+    rename = dict(zip(jaxpr.invars, op_v))
+
+    def renamed(a):
+        return rename.get(a, a) if isinstance(a, Var) else a
+    body = [e.replace(inputs=[renamed(a) for a in e.inputs]) for e in jaxpr.eqns]
+    fwd = dce(Jaxpr(e_v + op_v, [], [], body + fwd_eqns, [renamed(v) for v in jaxpr.outvars] + residuals))
+    bwd = dce(Jaxpr(e_v + residuals + ct_v, [], [], bwd_eqns, vjp_step.outvars))
+    return fwd, bwd, extra
+
+
+def _jit_call_vjp_fwd(primals, *, tracked, jaxpr, name):
+    # only the operands the tape tracks get cotangents (a step's data and labels get none)
+    diff = tuple(t and _is_float_aval(a) for t, a in zip(tracked, _in_avals(jaxpr)))
+    fwd, bwd, extra = _derived(jaxpr, ("vjp", diff), lambda: split_vjp(jaxpr, diff))
+    outs = jit_call_p.bind(*extra, *primals, jaxpr=fwd, name=f"fwd_{name}")
+    n_out = len(jaxpr.outvars)
+    ans, residuals = outs[:n_out], outs[n_out:]
+
+    def backward(cts):
+        out_f = [_is_float_aval(a) for a in _out_avals(jaxpr)]
+        in_cts = jit_call_p.bind(*extra, *residuals, *_pick(cts, out_f), jaxpr=bwd, name=f"bwd_{name}")
+        return _expand(in_cts, diff)
+    return ans, backward
+
+
+_jit_call_vjp_fwd.takes_tracked = True
+
+
+def _jit_call_batch(vals, dims, *, jaxpr, name):
+    size = batch_size(vals, dims)
+    in_b = tuple(d is not not_mapped for d in dims)
+    new, extra, out_b = _derived(jaxpr, ("vmap", size, in_b),
+                                 lambda: batch_jaxpr(jaxpr, size, in_b, [False] * len(jaxpr.outvars)))
+    ops = [v if d is not_mapped else move_axis(v, d, 0) for v, d in zip(vals, dims)]
+    outs = jit_call_p.bind(*extra, *ops, jaxpr=new, name=f"vmap_{name}")
+    return outs, [0 if b else not_mapped for b in out_b]
+
+
+jit_call_p.jvp = _jit_call_jvp
+jit_call_p.vjp_fwd = _jit_call_vjp_fwd
+jit_call_p.batch = _jit_call_batch
