@@ -254,11 +254,206 @@ def w3(rows, compile_rows, batch=64, hidden=128):
     compile_rows.append(("W3", f"{t_compile * 1e3:.1f}", _passes(lowered), lowered.buffer_reuse))
 
 
+# --------------------------------------------------------------------------------------------
+# W5: an AdamW step of a small GPT-2 (fnn.models.GPT2 against Hugging Face's, same weights)
+# --------------------------------------------------------------------------------------------
+
+W5 = dict(vocab_size=2048, n_positions=128, n_embd=128, n_layer=4, n_head=4, batch=8)
+
+
+def w5(rows, compile_rows):
+    import foptim
+    import fnn.models as fm
+    c = W5
+    config = fm.GPT2Config(vocab_size=c["vocab_size"], n_positions=c["n_positions"],
+                           n_embd=c["n_embd"], n_layer=c["n_layer"], n_head=c["n_head"],
+                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                           bos_token_id=None, eos_token_id=None)
+    model = fm.GPT2(config)
+    params = model.init(fgrad.random.key(0))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, c["vocab_size"], (c["batch"], c["n_positions"]))
+    optimizer = foptim.adamw(3e-4, weight_decay=0.1)
+
+    def step(params, opt_state, ids):
+        loss, grads = fgrad.value_and_grad(lambda p: fm.lm_loss(model.apply(p, ids), ids))(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return foptim.apply_updates(params, updates), opt_state, loss
+
+    state = optimizer.init(params)
+    jitted = fgrad.jit(step)
+    got, t_compile = _first_call(lambda: jitted(params, state, ids))
+    _check(got, step(params, state, ids), "W5 jit vs eager", 1e-4)
+    tokens = ids.size
+    t_eager = best_time(lambda: step(params, state, ids), number=2, repeat=3)
+    t_jit = best_time(lambda: jitted(params, state, ids), number=2, repeat=3)
+    row = [f"W5 GPT-2 {c['n_layer']}x{c['n_embd']} ctx {c['n_positions']} b{c['batch']} vocab "
+           f"{c['vocab_size']} AdamW step (tokens / s)", f"{tokens / t_eager:,.0f}",
+           f"{tokens / t_jit:,.0f}", "-"]
+    try:
+        import transformers
+    except ImportError:
+        transformers = None
+    if torch is not None and transformers is not None:
+        hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            **dict(config.to_dict(), bos_token_id=None, eos_token_id=None)))
+        weights = {k: torch.from_numpy(np.array(v)) for k, v in _dotted(params).items()}
+        unexpected = hf.load_state_dict(weights, strict=False).unexpected_keys
+        assert not unexpected, f"W5: parameters HF's GPT-2 does not have: {unexpected}"
+        hf.train()
+        opt = torch.optim.AdamW(hf.parameters(), lr=3e-4, weight_decay=0.1)
+        ids_t = torch.from_numpy(ids)
+
+        def torch_step():
+            opt.zero_grad(set_to_none=True)
+            loss = hf(ids_t, labels=ids_t).loss
+            loss.backward()
+            opt.step()
+            return loss
+        with torch.no_grad():
+            want = float(hf(ids_t, labels=ids_t).loss)
+        _check(np.asarray(got[2]), np.asarray(want), "W5 torch vs jit loss", 1e-4)
+        row.append(f"{tokens / best_time(torch_step, number=2, repeat=3):,.0f}")
+    else:
+        row.append("-")
+    row.append(f"{t_eager / t_jit:.2f}x eager")
+    rows.append(row)
+    lowered = jitted.lower(params, state, ids)
+    compile_rows.append(("W5", f"{t_compile * 1e3:.1f}", _passes(lowered), lowered.buffer_reuse))
+
+
+def _dotted(tree_):
+    paths, leaves, _ = fgrad.tree.flatten_split_paths(tree_)
+    return {".".join(map(str, p)): leaf for p, leaf in zip(paths, leaves)}
+
+
+# --------------------------------------------------------------------------------------------
+# W6: an SGD step of a small CNN (two 3x3 convolutions, max pooling, a linear layer)
+# --------------------------------------------------------------------------------------------
+
+def cnn_init(rng, dtype=np.float32):
+    def he(shape, fan_in):
+        return (rng.standard_normal(shape) * (2 / fan_in) ** 0.5).astype(dtype)
+    return {"c1.weight": he((32, 3, 3, 3), 27), "c1.bias": np.zeros(32, dtype),
+            "c2.weight": he((64, 32, 3, 3), 288), "c2.bias": np.zeros(64, dtype),
+            "fc.weight": he((10, 64 * 8 * 8), 4096), "fc.bias": np.zeros(10, dtype)}
+
+
+def cnn_loss(params, x, onehot):
+    import fnn.functional as F
+    h = F.max_pool2d(F.relu(F.conv2d(x, params["c1.weight"], params["c1.bias"], padding=1)), 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, params["c2.weight"], params["c2.bias"], padding=1)), 2)
+    logits = F.linear(fnp.reshape(h, (h.shape[0], -1)), params["fc.weight"], params["fc.bias"])
+    logp = logits - fnp.logsumexp(logits, axis=1, keepdims=True)
+    return -fnp.sum(logp * onehot) / x.shape[0]
+
+
+def cnn_sgd_step(params, x, onehot):
+    value, g = fgrad.value_and_grad(cnn_loss)(params, x, onehot)
+    return {k: params[k] - LR * g[k] for k in params}, value
+
+
+def _im2col(x):
+    """``(N, H, W, C*9)`` patches of a zero-padded 3x3 window, NHWC-major for one matmul."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))   # N C H W 3 3
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n, h, w, c * 9)
+
+
+def _col2im(cols, shape):
+    """The adjoint of :func:`_im2col`: patch gradients summed back into the image."""
+    n, c, h, w = shape
+    g = cols.reshape(n, h, w, c, 3, 3)
+    out = np.zeros((n, c, h + 2, w + 2), cols.dtype)
+    for i in range(3):
+        for j in range(3):
+            out[:, :, i:i + h, j:j + w] += g[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return out[:, :, 1:-1, 1:-1]
+
+
+def _np_conv_relu_pool(x, w, b):
+    n, _, h, wd = x.shape
+    cols = _im2col(x)
+    y = cols @ w.reshape(w.shape[0], -1).T + b                     # N H W O
+    r = np.maximum(y, 0)
+    blocks = r.reshape(n, h // 2, 2, wd // 2, 2, -1)
+    p = blocks.max(axis=(2, 4))                                    # N h w O
+    return cols, y, blocks, p
+
+
+def numpy_cnn_sgd_step(params, x, onehot):
+    w1, b1, w2, b2 = (params[k] for k in ("c1.weight", "c1.bias", "c2.weight", "c2.bias"))
+    cols1, y1, blk1, p1 = _np_conv_relu_pool(x, w1, b1)
+    h1 = p1.transpose(0, 3, 1, 2)
+    cols2, y2, blk2, p2 = _np_conv_relu_pool(h1, w2, b2)
+    flat = p2.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+    logits = flat @ params["fc.weight"].T + params["fc.bias"]
+    m = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - m)
+    s = e.sum(axis=1, keepdims=True)
+    value = -np.sum((logits - m - np.log(s)) * onehot) / x.shape[0]
+    d = (e / s * onehot.sum(axis=1, keepdims=True) - onehot) / x.shape[0]
+    grads = {"fc.weight": d.T @ flat, "fc.bias": d.sum(axis=0)}
+    dflat = (d @ params["fc.weight"]).reshape(p2.shape[0], p2.shape[3], *p2.shape[1:3])
+    dp = dflat.transpose(0, 2, 3, 1)
+    for k, (cols, y, blk, p, w, x_in) in (("c2", (cols2, y2, blk2, p2, w2, h1)),
+                                        ("c1", (cols1, y1, blk1, p1, w1, x))):
+        mask = blk == p[:, :, None, :, None, :]                    # the max of each window
+        dy = (mask * dp[:, :, None, :, None, :]).reshape(y.shape) * (y > 0)
+        flat_dy = dy.reshape(-1, dy.shape[-1])
+        grads[f"{k}.weight"] = (flat_dy.T @ cols.reshape(-1, cols.shape[-1])).reshape(w.shape)
+        grads[f"{k}.bias"] = flat_dy.sum(axis=0)
+        if k == "c2":
+            dcols = dy @ w.reshape(w.shape[0], -1)
+            dp = _col2im(dcols, x_in.shape).transpose(0, 2, 3, 1)
+    return {k: params[k] - LR * grads[k] for k in params}, value
+
+
+def w6(rows, compile_rows, batch=32, dtype=np.float32):
+    rng = np.random.default_rng(0)
+    params = cnn_init(rng, dtype)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(dtype)
+    onehot = np.eye(10, dtype=dtype)[rng.integers(0, 10, batch)]
+    jitted = fgrad.jit(cnn_sgd_step)
+    got, t_compile = _first_call(lambda: jitted(params, x, onehot))
+    _check(got, cnn_sgd_step(params, x, onehot), "W6 jit vs eager", 1e-4)
+    _check(got, numpy_cnn_sgd_step(params, x, onehot), "W6 jit vs numpy", 1e-4)
+    t_np = best_time(lambda: numpy_cnn_sgd_step(params, x, onehot), number=3, repeat=3)
+    t_eager = best_time(lambda: cnn_sgd_step(params, x, onehot), number=3, repeat=3)
+    t_jit = best_time(lambda: jitted(params, x, onehot), number=3, repeat=3)
+    row = [f"W6 SGD step CNN 2 conv + fc f32 b{batch} 3x32x32 (steps / s)", f"{1 / t_eager:.1f}",
+           f"{1 / t_jit:.1f}", f"{1 / t_np:.1f} (im2col)"]
+    if torch is not None:
+        tp = {k: torch.from_numpy(v.copy()) for k, v in params.items()}
+        xt, ot = torch.from_numpy(x), torch.from_numpy(onehot)
+        F = torch.nn.functional
+
+        def torch_step():
+            ps = {k: v.requires_grad_(True) for k, v in tp.items()}
+            h = F.max_pool2d(F.relu(F.conv2d(xt, ps["c1.weight"], ps["c1.bias"], padding=1)), 2)
+            h = F.max_pool2d(F.relu(F.conv2d(h, ps["c2.weight"], ps["c2.bias"], padding=1)), 2)
+            logits = F.linear(h.flatten(1), ps["fc.weight"], ps["fc.bias"])
+            loss = -(torch.log_softmax(logits, 1) * ot).sum() / batch
+            grads = torch.autograd.grad(loss, list(ps.values()))
+            with torch.no_grad():
+                return {k: v - LR * g for (k, v), g in zip(ps.items(), grads)}, loss
+        _check({k: v.detach().numpy() for k, v in torch_step()[0].items()}, got[0],
+               "W6 torch vs jit", 1e-4)
+        row.append(f"{1 / best_time(torch_step, number=3, repeat=3):.1f}")
+    else:
+        row.append("-")
+    row.append(f"{t_np / t_jit:.2f} of floor's rate")
+    rows.append(row)
+    lowered = jitted.lower(params, x, onehot)
+    compile_rows.append(("W6", f"{t_compile * 1e3:.1f}", _passes(lowered), lowered.buffer_reuse))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS / torch threads (0: leave the libraries' default)")
-    parser.add_argument("--only", choices=("w1", "w2", "w3"), default=None)
+    parser.add_argument("--only", choices=("w1", "w2", "w3", "w5", "w6"), default=None)
     args = parser.parse_args(argv)
     if args.threads:
         try:
@@ -276,7 +471,7 @@ def main(argv=None):
     if torch is None:
         print("torch is not installed: the torch column is skipped")
     rows, compile_rows = [], []
-    for name, run in (("w1", w1), ("w2", w2), ("w3", w3)):
+    for name, run in (("w1", w1), ("w2", w2), ("w3", w3), ("w5", w5), ("w6", w6)):
         if args.only in (None, name):
             run(rows, compile_rows)
     print_table("fgrad.jit (best of 5; noisy on a shared machine)",
