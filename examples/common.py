@@ -351,6 +351,9 @@ def make_parser(name, description, *, epochs, batch_size, lr):
                         help="train on the first N training examples (None: all)")
     parser.add_argument("--test-size", type=int, default=None,
                         help="test on the first N test examples (None: all)")
+    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
+                        help="fgrad.jit the training step: traced once per batch shape, then "
+                             "replayed as generated NumPy code; --no-jit runs it eagerly")
     return parser
 
 

@@ -78,6 +78,8 @@ def fit(x_train, y_train, x_test, y_test, y_scale, args, key, label):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return foptim.apply_updates(params, updates), opt_state, {"loss": value, **aux}
 
+    if args.jit:   # traced once, then replayed as generated NumPy code
+        step = fgrad.jit(step)
     metrics = common.loss_metrics(loss)
     params, _, history = common.train_loop(
         step, params, optimizer.init(params), (x_train, y_train),

@@ -110,8 +110,11 @@ def run(args):
     loss = make_loss(model)
     metrics = common.loss_metrics(loss)
 
+    step = make_step(loss, optimizer)
+    if args.jit:   # traced once, then replayed as generated NumPy code
+        step = fgrad.jit(step)
     params, _, history = common.train_loop(
-        make_step(loss, optimizer), params, optimizer.init(params),
+        step, params, optimizer.init(params),
         (x_train, data.y_train), epochs=args.epochs, batch_size=args.batch_size, key=key,
         eval_fn=lambda p: common.evaluate(metrics, p, (x_test, data.y_test), 1000))
     final = {"test_accuracy": history["eval"]["accuracy"][-1], "test_loss": history["eval"]["loss"][-1]}

@@ -124,6 +124,8 @@ def run(args):
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return foptim.apply_updates(params, updates), opt_state, {"loss": value, **aux}
 
+        if args.jit:   # traced once, then replayed as generated NumPy code
+            step = fgrad.jit(step)
         metrics = common.loss_metrics(loss)
         params, _, histories[kind] = common.train_loop(
             step, params, optimizer.init(params),

@@ -246,9 +246,8 @@ def make_parser():
                              "time the last 50 steps average under half a wrong bit per "
                              "sequence, up to --max-length (Tan, 2014: short sequences first)")
     parser.add_argument("--eval-every", type=int, default=500, help="steps between tests")
-    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
-                        help="fgrad.jit the training step (traced once per sequence length, "
-                             "about 3x faster than eager here; --no-jit runs it eagerly)")
+    # --jit (common's flag, on by default) traces the step once per sequence length: about 3x
+    # faster than eager here
     return parser
 
 

@@ -157,8 +157,11 @@ def run(args):
         logits = model.apply(params, x)
         return {"loss": F.cross_entropy(logits, y), "accuracy": common.accuracy(logits, y)}
 
+    step = make_dp_step(model, optimizer, args.clip, args.noise)
+    if args.jit:   # traced once, then replayed as generated NumPy code
+        step = fgrad.jit(step)
     params, _, history = common.train_loop(
-        make_dp_step(model, optimizer, args.clip, args.noise), params, optimizer.init(params),
+        step, params, optimizer.init(params),
         (x_train, data.y_train), epochs=args.epochs, batch_size=args.batch_size, key=key,
         eval_fn=lambda p: common.evaluate(metrics, p, (x_test, data.y_test), 2000))
     final = {"test_accuracy": history["eval"]["accuracy"][-1],

@@ -191,8 +191,11 @@ def run(args):
         logits, _ = model.apply(weights, x, state=state, train=False)
         return {"loss": F.cross_entropy(logits, y), "accuracy": common.accuracy(logits, y)}
 
+    step = make_step(make_loss(model), optimizer)
+    if args.jit:   # traced once, then replayed as generated NumPy code
+        step = fgrad.jit(step)
     params, _, history = common.train_loop(
-        make_step(make_loss(model), optimizer), (weights, state),
+        step, (weights, state),
         optimizer.init(weights), (x_train, data.y_train), epochs=args.epochs,
         batch_size=args.batch_size, key=key,
         eval_fn=lambda p: common.evaluate(metrics, p, (x_test, data.y_test), 500))
