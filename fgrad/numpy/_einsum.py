@@ -22,6 +22,8 @@ batching rules, whichever operands carry the batch axis.
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from ..core import shape_of
@@ -148,12 +150,51 @@ def _contract(x, x_term, y, y_term, needed):
     return dot_general(x, y, dims), out_term
 
 
-def einsum(subscripts, *operands):
+# NumPy's interleaved form labels axes with integers: 0-25 are 'A'-'Z', 26-51 'a'-'z' (so the
+# implicit output, sorted by letter, is sorted by integer, as NumPy's C parser makes it)
+_SUBLIST_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _sublist_term(sublist, what):
+    """One sublist (``[0, 1]``, ``[Ellipsis, 0]``) as a subscripts term (``"AB"``, ``"...A"``)."""
+    term = []
+    for label in sublist:
+        if label is Ellipsis:
+            term.append("...")
+            continue
+        try:
+            i = operator.index(label)
+        except TypeError:
+            raise TypeError(f"fgrad.numpy.einsum: {what} may hold only integers and Ellipsis, got "
+                            f"{label!r}") from None
+        if not 0 <= i < len(_SUBLIST_LETTERS):
+            raise ValueError(f"fgrad.numpy.einsum: label {i} in {what} is out of range; the "
+                             f"interleaved form takes integers in [0, 52)")
+        term.append(_SUBLIST_LETTERS[i])
+    return "".join(term)
+
+
+def _from_sublists(args):
+    """``(subscripts, operands)`` for the interleaved form ``einsum(x, [0, 1], y, [1, 2], [0, 2])``
+    (operand, its sublist, ..., and optionally the output's sublist last)."""
+    args = list(args)
+    output = args.pop() if len(args) % 2 else None
+    operands, sublists = args[0::2], args[1::2]
+    spec = ",".join(_sublist_term(sub, f"the sublist of operand {i}")
+                    for i, sub in enumerate(sublists))
+    if output is not None:
+        spec += "->" + _sublist_term(output, "the output sublist")
+    return spec, operands
+
+
+def einsum(subscripts, *operands, optimize=False):
     """Einstein summation, as ``numpy.einsum``: ``einsum("bij,bjk->bik", a, b)`` is a batched
     matmul, ``einsum("ii", a)`` a trace, ``einsum("...ij,...jk", a, b)`` a broadcast matmul.
+    NumPy's interleaved form works too: ``einsum(a, [0, 1], b, [1, 2], [0, 2])`` is
+    ``einsum("AB,BC->AC", a, b)`` (integer labels, ``Ellipsis`` for ``...``).
 
-    Contracts the operands pairwise from left to right (no path optimisation), each pair with
-    one ``dot_general`` call (one BLAS matmul).
+    Contracts the operands pairwise from left to right (no path optimisation: ``optimize`` is
+    accepted and ignored), each pair with one ``dot_general`` call (one BLAS matmul).
 
     >>> import numpy as np, fgrad, fgrad.numpy as fnp
     >>> bilinear = lambda x, w, y: fnp.einsum("i,ij,j", x, w, y)
@@ -162,8 +203,13 @@ def einsum(subscripts, *operands):
     (5, 2, 3)
     """
     if not isinstance(subscripts, str):
-        raise TypeError(f"fgrad.numpy.einsum: the first argument must be a subscripts string "
-                        f"such as 'ij,jk->ik', got {type(subscripts).__name__}")
+        if not operands or not isinstance(operands[0], (list, tuple)):
+            raise TypeError(f"fgrad.numpy.einsum: the first argument must be a subscripts string "
+                            f"such as 'ij,jk->ik', or an operand followed by its sublist of "
+                            f"integer labels (einsum(x, [0, 1], y, [1, 2], [0, 2])); got "
+                            f"{type(subscripts).__name__} then "
+                            f"{type(operands[0]).__name__ if operands else 'nothing'}")
+        subscripts, operands = _from_sublists((subscripts,) + operands)
     if not operands:
         raise ValueError("fgrad.numpy.einsum: at least one operand is needed")
     operands = [_arr(x) for x in operands]

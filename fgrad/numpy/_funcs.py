@@ -17,6 +17,7 @@ import numpy as np
 from .. import core as _core
 from ..core import Tracer, bind, dtype_of, shape_of, zero
 from ..primitives import dot as _dot, elementwise as ew, indexing as ix, reduction as red, shape as sh
+from ..primitives import elementwise_extra as ewx
 
 float32, float64, float16 = np.float32, np.float64, np.float16
 int8, int16, int32, int64, uint8, uint32 = np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32
@@ -29,10 +30,42 @@ issubdtype, integer, floating, inexact, number = np.issubdtype, np.integer, np.f
 
 
 def _arr(x):
-    """Leave arrays, tracers and Python scalars alone; turn lists and tuples into arrays."""
+    """Leave arrays, tracers and Python scalars alone; turn lists and tuples into arrays.
+
+    Every fgrad.numpy function converts its array-like arguments here, so a (nested) list or
+    tuple that holds tracers is accepted wherever NumPy accepts an array-like
+    (``fnp.mean([x, y])``, ``fnp.sum((a, b))``): it is stacked into one traced array, in the
+    dtype ``numpy.array`` gives the same values (:func:`_stack_nested`).
+    """
     if isinstance(x, (Tracer, np.ndarray, np.generic, float, int, bool)):
         return x
+    if isinstance(x, (list, tuple)) and _holds_tracer(x):
+        return _stack_nested(x)
     return np.asarray(x)
+
+
+def _holds_tracer(seq):
+    """True when the nested lists/tuples ``seq`` contain a tracer anywhere."""
+    return builtins.any(isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and _holds_tracer(x))
+                        for x in seq)
+
+
+def _stack_nested(seq, dtype=None):
+    """A nested list/tuple of tracers, arrays and numbers as one array, as ``numpy.array(seq)``:
+    the dtype is NumPy's for those values (Python floats count as float64 here, as in
+    ``numpy.array([np.float32(1), 1.0])``), and each level is stacked along a new first axis."""
+    if dtype is None:
+        dtype = np.result_type(*[dtype_of(x) for x in _flat(seq)]) if seq else np.float64
+    parts = [_stack_nested(x, dtype) if isinstance(x, (list, tuple)) else
+             astype(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype) for x in seq]
+    if not parts:
+        return np.zeros((0,), dtype)
+    try:
+        return stack(parts)
+    except ValueError:
+        raise ValueError(f"fgrad.numpy: a list of traced values must be rectangular to become an "
+                         f"array (as numpy.array requires), got elements of shapes "
+                         f"{[shape_of(p) for p in parts]}") from None
 
 
 def shape(x):
@@ -361,8 +394,15 @@ def var(a, axis=None, keepdims=False, ddof=0, dtype=None):
 
 
 def std(a, axis=None, keepdims=False, ddof=0, dtype=None):
-    """Standard deviation: ``sqrt(var(a))``."""
-    return sqrt(var(a, axis=axis, keepdims=keepdims, ddof=ddof, dtype=dtype))
+    """Standard deviation: ``sqrt(var(a))``.
+
+    Where the variance is 0 (one element, or all equal) the derivative is 0, not NaN, as in
+    torch and HIPS autograd: std is a scaled 2-norm of ``a - mean(a)``, and takes the 2-norm's
+    convention at 0 (sqrt's infinite slope would meet var's zero derivative there).
+    """
+    v = var(a, axis=axis, keepdims=keepdims, ddof=ddof, dtype=dtype)
+    is_zero = v == 0
+    return where(is_zero, 0, sqrt(where(is_zero, 1, v)))
 
 
 def logsumexp(a, axis=None, keepdims=False, b=None):
@@ -523,14 +563,31 @@ def broadcast_arrays(*args):
     return [broadcast_to(a, target) for a in args]
 
 
-def atleast_1d(a):
-    a = _arr(a)
-    return reshape(a, (1,)) if ndim(a) == 0 else a
+def _at_least(arys, one):
+    out = tuple(one(_arr(a)) for a in arys)
+    return out[0] if len(out) == 1 else out
 
 
-def atleast_2d(a):
-    a = _arr(a)
-    return reshape(a, (1,) * (2 - ndim(a)) + shape_of(a)) if ndim(a) < 2 else a
+def atleast_1d(*arys):
+    """Each array with at least one axis (0-d becomes (1,)); a tuple for several arrays."""
+    return _at_least(arys, lambda a: reshape(a, (1,)) if ndim(a) == 0 else a)
+
+
+def atleast_2d(*arys):
+    """Each array with at least two axes, new ones in front: (n,) becomes (1, n)."""
+    return _at_least(arys, lambda a: reshape(a, (1,) * (2 - ndim(a)) + shape_of(a))
+                     if ndim(a) < 2 else a)
+
+
+def atleast_3d(*arys):
+    """Each array with at least three axes, as NumPy: () -> (1, 1, 1), (n,) -> (1, n, 1),
+    (m, n) -> (m, n, 1)."""
+    def one(a):
+        s = shape_of(a)
+        if len(s) >= 3:
+            return a
+        return reshape(a, {0: (1, 1, 1), 1: (1,) + s + (1,), 2: s + (1,)}[len(s)])
+    return _at_least(arys, one)
 
 
 def concatenate(arrays, axis=0):
@@ -591,15 +648,26 @@ def split(a, indices_or_sections, axis=0):
     sizes = tuple(len(range(n)[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]))
     if len(sizes) == 1:
         return [a]
+    if builtins.sum(sizes) != n:   # unsorted or negative indices: the pieces overlap; slice each
+        lead = (slice(None),) * ax
+        return [a[lead + (slice(lo, hi),)] for lo, hi in zip(bounds[:-1], bounds[1:])]
     return list(bind(sh.split_p, a, sizes=sizes, axis=ax))
 
 
-def array_split(a, sections, axis=0):
+def array_split(a, indices_or_sections, axis=0):
+    """As :func:`split`, but a number of sections need not divide the axis: the first
+    ``n % sections`` pieces get one element more. A list of indices splits there, as ``split``."""
     a = _arr(a)
+    if not isinstance(indices_or_sections, (int, np.integer)):
+        return split(a, indices_or_sections, axis)
+    sections = int(indices_or_sections)
+    if sections <= 0:
+        raise ValueError(f"fgrad.numpy.array_split: the number of sections must be larger than 0, "
+                         f"got {sections}")
     n = shape_of(a)[_axis(axis, ndim(a), "array_split")]
     q, r = divmod(n, sections)
     sizes = [q + 1] * r + [q] * (sections - r)
-    return split(a, list(np.cumsum(sizes)[:-1]), axis)
+    return split(a, [int(i) for i in np.cumsum(sizes)[:-1]], axis)
 
 
 def tile(a, reps):
@@ -1228,14 +1296,13 @@ def asarray(a, dtype=None):
     """``a`` as an array; tracers pass through (converted to ``dtype`` if given)."""
     if isinstance(a, Tracer):
         return a if dtype is None else astype(a, dtype)
-    if isinstance(a, (list, tuple)) and builtins.any(isinstance(x, Tracer) for x in _flat(a)):
-        return stack([asarray(x, dtype) for x in a])
+    if isinstance(a, (list, tuple)) and _holds_tracer(a):
+        return _stack_nested(a, None if dtype is None else np.dtype(dtype))
     return _made(np.asarray(a, dtype))
 
 
 def array(a, dtype=None, copy=True):
-    if isinstance(a, Tracer) or (isinstance(a, (list, tuple)) and builtins.any(
-            isinstance(x, Tracer) for x in _flat(a))):
+    if isinstance(a, Tracer) or (isinstance(a, (list, tuple)) and _holds_tracer(a)):
         return asarray(a, dtype)
     return _made(np.array(a, dtype, copy=copy))
 
@@ -1248,8 +1315,7 @@ def _creation(np_fn):
     return fn
 
 
-arange, linspace, eye, identity = (_creation(np.arange), _creation(np.linspace),
-                                   _creation(np.eye), _creation(np.identity))
+arange, eye, identity = _creation(np.arange), _creation(np.eye), _creation(np.identity)
 tri = np.tri
 
 
@@ -1262,7 +1328,591 @@ def _flat(seq):
 
 
 meshgrid, indices, logspace = np.meshgrid, np.indices, np.logspace
-allclose, array_equal, isclose = np.allclose, np.array_equal, np.isclose
+
+
+# ============================================================================================
+# NumPy coverage: the rest of what HIPS autograd differentiates (issue 10)
+#
+# Composites of the functions above, so they need no rules of their own; arccosh, hypot,
+# logaddexp and logaddexp2 are primitives (fgrad/primitives/elementwise_extra.py says why).
+# ============================================================================================
+
+def _float_for(x, ufunc):
+    """``x`` in the float dtype NumPy's ``ufunc`` computes it in (integers and bools -> float)."""
+    x = _arr(x)
+    dt = ufunc(np.zeros((), dtype_of(x))).dtype
+    return x if dtype_of(x) == dt and not isinstance(x, (int, bool)) else astype(x, dt)
+
+
+def _check_broadcast(fn, *xs):
+    try:
+        np.broadcast_shapes(*(shape_of(x) for x in xs))
+    except ValueError:
+        raise ValueError(f"{_name(fn)}: operands of shapes {[shape_of(x) for x in xs]} cannot be "
+                         f"broadcast together (NumPy broadcasting aligns trailing axes, which must "
+                         f"be equal or 1)") from None
+
+
+arccosh = _unary(ewx.arccosh_p, "arccosh", "Inverse hyperbolic cosine elementwise (x >= 1).")
+hypot = _binary(ewx.hypot_p, "hypot", "sqrt(x1**2 + x2**2) without overflow (gradient 0 at the "
+                                      "origin, as the 2-norm's).")
+logaddexp = _binary(ewx.logaddexp_p, "logaddexp", "log(exp(x1) + exp(x2)) without overflow.")
+logaddexp2 = _binary(ewx.logaddexp2_p, "logaddexp2", "log2(2**x1 + 2**x2) without overflow.")
+
+
+def deg2rad(x):
+    """Degrees to radians: ``x * (pi / 180)``, NumPy's constant."""
+    return multiply(_float_for(x, np.deg2rad), np.pi / 180.0)
+
+
+def rad2deg(x):
+    """Radians to degrees: ``x * (180 / pi)``, NumPy's constant."""
+    return multiply(_float_for(x, np.rad2deg), 180.0 / np.pi)
+
+
+radians, degrees = deg2rad, rad2deg
+
+
+def fabs(x):
+    """|x| for real ``x``, in a float dtype as NumPy (derivative sign(x), 0 at 0)."""
+    return abs(_float_for(x, np.fabs))
+
+
+def fmax(x1, x2):
+    """Elementwise maximum that ignores NaN: NaN only where both operands are NaN (NumPy's
+    ``fmax``). The derivative goes to the operand chosen, split evenly on ties as ``maximum``."""
+    x1, x2 = _arr(x1), _arr(x2)
+    _check_broadcast("fmax", x1, x2)
+    return where(isnan(x2), x1, where(isnan(x1), x2, maximum(x1, x2)))
+
+
+def fmin(x1, x2):
+    """Elementwise minimum that ignores NaN (NumPy's ``fmin``); see :func:`fmax`."""
+    x1, x2 = _arr(x1), _arr(x2)
+    _check_broadcast("fmin", x1, x2)
+    return where(isnan(x2), x1, where(isnan(x1), x2, minimum(x1, x2)))
+
+
+def sinc(x):
+    """NumPy's normalised sinc ``sin(pi x) / (pi x)``, 1 at 0.
+
+    Where ``|pi x| < 0.1`` it is the Taylor series of ``sin(y) / y`` to degree 10 (truncation
+    error below 1e-21), so every derivative is right at and around 0, where the quotient's
+    derivatives would be 0/0 (as JAX's sinc); elsewhere the quotient, as NumPy.
+    """
+    x = _float_for(x, np.sinc)
+    y = x * np.pi
+    small = abs(y) < 0.1
+    safe = where(small, 1.0, y)
+    y2 = y * y
+    # sin(y)/y = 1 - y^2/3! + y^4/5! - ...; Horner with the ratios (2k)(2k+1) = 6, 20, 42, 72, 110
+    series = 1 - y2 / 6 * (1 - y2 / 20 * (1 - y2 / 42 * (1 - y2 / 72 * (1 - y2 / 110))))
+    return where(small, series, sin(safe) / safe)
+
+
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):  # noqa: A002 - NumPy's names
+    """NaN -> ``nan``, +inf -> ``posinf`` (the dtype's largest value by default), -inf ->
+    ``neginf`` (the most negative); other values pass through with derivative 1, the replaced
+    ones get derivative 0. Integer and boolean arrays are returned as they are."""
+    x = _arr(x)
+    dt = dtype_of(x)
+    if dt.kind in "biu":
+        return x
+    if dt.kind != "f":
+        raise TypeError(f"fgrad.numpy.nan_to_num: expected a real float array, got dtype {dt}")
+    big = np.finfo(dt)
+    x = where(isnan(x), nan, x)
+    x = where(x == np.inf, big.max if posinf is None else posinf, x)
+    return where(x == -np.inf, big.min if neginf is None else neginf, x)
+
+
+# --- differences and the numerical gradient ----------------------------------------------------
+
+_NOT_GIVEN = object()
+
+
+def _along(ax, index, nd):
+    """An index that applies ``index`` (a slice or an int) on axis ``ax`` of ``nd`` axes."""
+    return (slice(None),) * ax + (index,) + (slice(None),) * (nd - ax - 1)
+
+
+def diff(a, n=1, axis=-1, prepend=_NOT_GIVEN, append=_NOT_GIVEN):
+    """The ``n``-th discrete difference ``a[1:] - a[:-1]`` along ``axis`` (``!=`` for booleans),
+    after joining ``prepend`` and ``append`` (scalars are broadcast to one slice) as NumPy."""
+    if operator.index(n) < 0:
+        raise ValueError(f"fgrad.numpy.diff: the order n must be non-negative, got {n}")
+    a = _arr(a)
+    if n == 0:
+        return a
+    nd = ndim(a)
+    if nd == 0:
+        raise ValueError("fgrad.numpy.diff: the input must be at least 1-D, got a 0-d array")
+    ax = _axis(axis, nd, "diff")
+    pieces = []
+    for extra in (prepend, a, append):
+        if extra is _NOT_GIVEN:
+            continue
+        extra = _arr(extra)
+        if ndim(extra) == 0:
+            extra = broadcast_to(extra, tuple(1 if i == ax else k for i, k in enumerate(shape_of(a))))
+        pieces.append(extra)
+    if len(pieces) > 1:
+        common = np.result_type(*(dtype_of(p) for p in pieces))
+        a = concatenate([astype(p, common) for p in pieces], axis=ax)
+    op = not_equal if dtype_of(a) == np.bool_ else subtract
+    for _ in range(n):
+        a = op(a[_along(ax, slice(1, None), nd)], a[_along(ax, slice(None, -1), nd)])
+    return a
+
+
+def _spacings(varargs, f_shape, axes):
+    """Per axis: a scalar spacing, or the 1-D differences of the coordinates (NumPy's rules:
+    integer coordinates become float64; evenly spaced NumPy coordinates become one scalar)."""
+    if not varargs:
+        return [1.0] * len(axes)
+    if len(varargs) == 1 and ndim(varargs[0]) == 0:
+        return [varargs[0]] * len(axes)
+    if len(varargs) != len(axes):
+        raise TypeError(f"fgrad.numpy.gradient: give no spacing, one scalar, or one per axis "
+                        f"({len(axes)}), got {len(varargs)}")
+    out = []
+    for ax, d in zip(axes, varargs):
+        d = _arr(d)
+        if ndim(d) == 0:
+            out.append(d)
+            continue
+        if ndim(d) != 1 or shape_of(d)[0] != f_shape[ax]:
+            raise ValueError(f"fgrad.numpy.gradient: coordinates along axis {ax} must be a scalar "
+                             f"or 1-D of length {f_shape[ax]}, got shape {shape_of(d)}")
+        if dtype_of(d).kind in "iub":
+            d = astype(d, np.float64)
+        dx = diff(d)
+        if not isinstance(dx, Tracer) and np.all(dx == dx[0]):   # uniform: one scalar
+            dx = dx[0]
+        out.append(dx)
+    return out
+
+
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """The gradient of ``f`` sampled on a grid, as NumPy: second-order central differences
+    inside, first- (``edge_order=1``) or second-order one-sided differences at the ends.
+
+    ``varargs`` are the spacings: none (1), one scalar for every axis, or one scalar or 1-D
+    coordinate array per axis in ``axis``. Returns one array for one axis, else a tuple.
+    Differentiable in ``f`` and in traced spacings (a traced coordinate array is always treated
+    as unevenly spaced: same values, up to rounding).
+    """
+    f = _arr(f)
+    nd = ndim(f)
+    if axis is None:
+        axes = tuple(range(nd))
+    else:   # in the order given (not sorted, as reductions' axes are)
+        axes = tuple(_axis(a, nd, "gradient") for a in (axis if isinstance(axis, (tuple, list))
+                                                        else (axis,)))
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"fgrad.numpy.gradient: repeated axis in {axis!r}")
+    if edge_order not in (1, 2):
+        raise ValueError(f"fgrad.numpy.gradient: edge_order must be 1 or 2, got {edge_order!r}")
+    dxs = _spacings(varargs, shape_of(f), axes)
+    out_dtype = dtype_of(f) if dtype_of(f).kind == "f" else np.dtype(np.float64)
+    f = astype(f, out_dtype)
+    outs = []
+    for ax, dx in zip(axes, dxs):
+        if shape_of(f)[ax] < edge_order + 1:
+            raise ValueError(f"fgrad.numpy.gradient: axis {ax} has {shape_of(f)[ax]} element(s); "
+                             f"edge_order={edge_order} needs at least {edge_order + 1}")
+        at = lambda i: f[_along(ax, i, nd)]   # noqa: E731 - one slice (int) or a range (slice)
+        uniform = ndim(dx) == 0
+        shape1 = tuple(-1 if i == ax else 1 for i in range(nd))
+        if uniform:   # interior: (f[i+1] - f[i-1]) / 2h
+            inner = (at(slice(2, None)) - at(slice(None, -2))) / (2.0 * dx)
+        else:         # interior on uneven steps h1 = dx[i-1], h2 = dx[i]: exact for quadratics
+            h1, h2 = reshape(dx[:-1], shape1), reshape(dx[1:], shape1)
+            inner = (-h2 / (h1 * (h1 + h2)) * at(slice(None, -2))
+                     + (h2 - h1) / (h1 * h2) * at(slice(1, -1))
+                     + h1 / (h2 * (h1 + h2)) * at(slice(2, None)))
+        if edge_order == 1:
+            first = (at(1) - at(0)) / (dx if uniform else dx[0])
+            last = (at(-1) - at(-2)) / (dx if uniform else dx[-1])
+        else:
+            if uniform:
+                c0, c1, c2 = -1.5 / dx, 2.0 / dx, -0.5 / dx
+                d0, d1, d2 = 0.5 / dx, -2.0 / dx, 1.5 / dx
+            else:
+                h1, h2 = dx[0], dx[1]
+                c0 = -(2.0 * h1 + h2) / (h1 * (h1 + h2))
+                c1 = (h1 + h2) / (h1 * h2)
+                c2 = -h1 / (h2 * (h1 + h2))
+                h1, h2 = dx[-2], dx[-1]
+                d0 = h2 / (h1 * (h1 + h2))
+                d1 = -(h2 + h1) / (h1 * h2)
+                d2 = (2.0 * h2 + h1) / (h2 * (h1 + h2))
+            first = c0 * at(0) + c1 * at(1) + c2 * at(2)
+            last = d0 * at(-3) + d1 * at(-2) + d2 * at(-1)
+        pieces = [expand_dims(first, ax), inner, expand_dims(last, ax)]
+        outs.append(concatenate([astype(p, out_dtype) for p in pieces], axis=ax))
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+# --- building and splitting arrays ---------------------------------------------------------------
+
+def diag(v, k=0):
+    """The ``k``-th diagonal of a 2-D ``v``, or a 2-D array with the 1-D ``v`` on its ``k``-th
+    diagonal (zeros elsewhere). Linear, so its derivative is itself."""
+    v = _arr(v)
+    s = shape_of(v)
+    k = operator.index(k)
+    if len(s) == 2:
+        return diagonal(v, k)
+    if len(s) != 1:
+        raise ValueError(f"fgrad.numpy.diag: input must be 1-D (to build a matrix) or 2-D (to take "
+                         f"a diagonal), got shape {s}")
+    n, off = s[0], builtins.abs(k)
+    square = where(np.eye(n, dtype=bool), reshape(v, (n, 1)), np.zeros((), dtype_of(v)))
+    widths = ((0, off), (off, 0)) if k >= 0 else ((off, 0), (0, off))
+    return pad(square, widths)
+
+
+def append(arr, values, axis=None):
+    """``arr`` with ``values`` joined at the end along ``axis`` (both flattened when None)."""
+    arr = _arr(arr)
+    if axis is None:
+        arr, values, axis = ravel(arr), ravel(values), 0
+    values = _arr(values)
+    common = np.result_type(dtype_of(arr), dtype_of(values))
+    return concatenate([astype(arr, common), astype(values, common)], axis=axis)
+
+
+def column_stack(tup):
+    """1-D arrays as columns of a 2-D array (0-d as 1 x 1); 2-D arrays are joined as they are."""
+    arrays = [_arr(v) for v in tup]
+    arrays = [reshape(v, (-1, 1)) if ndim(v) < 2 else v for v in arrays]
+    return concatenate(arrays, axis=1)
+
+
+def row_stack(tup):
+    """NumPy's old name of :func:`vstack`."""
+    return vstack(tup)
+
+
+def dstack(tup):
+    """Join arrays along a third axis (each through :func:`atleast_3d`)."""
+    return concatenate([atleast_3d(a) for a in tup], axis=2)
+
+
+def hsplit(ary, indices_or_sections):
+    """:func:`split` along axis 1 (axis 0 for 1-D arrays)."""
+    a = _arr(ary)
+    if ndim(a) == 0:
+        raise ValueError("fgrad.numpy.hsplit: only works on arrays of 1 or more dimensions")
+    return split(a, indices_or_sections, 1 if ndim(a) > 1 else 0)
+
+
+def vsplit(ary, indices_or_sections):
+    """:func:`split` along axis 0 of an array of 2 or more dimensions."""
+    a = _arr(ary)
+    if ndim(a) < 2:
+        raise ValueError(f"fgrad.numpy.vsplit: only works on arrays of 2 or more dimensions, got "
+                         f"shape {shape_of(a)}")
+    return split(a, indices_or_sections, 0)
+
+
+def dsplit(ary, indices_or_sections):
+    """:func:`split` along axis 2 of an array of 3 or more dimensions."""
+    a = _arr(ary)
+    if ndim(a) < 3:
+        raise ValueError(f"fgrad.numpy.dsplit: only works on arrays of 3 or more dimensions, got "
+                         f"shape {shape_of(a)}")
+    return split(a, indices_or_sections, 2)
+
+
+def rot90(m, k=1, axes=(0, 1)):
+    """Rotate by 90 degrees ``k`` times in the plane of ``axes`` (from the first towards the
+    second), as flips and a transpose."""
+    m = _arr(m)
+    nd = ndim(m)
+    if len(axes) != 2:
+        raise ValueError(f"fgrad.numpy.rot90: axes must name 2 axes, got {axes!r}")
+    a0, a1 = (_axis(a, nd, "rot90") for a in axes)
+    if a0 == a1:
+        raise ValueError(f"fgrad.numpy.rot90: axes must be different, got {axes!r}")
+    k = operator.index(k) % 4
+    if k == 0:
+        return m
+    if k == 2:
+        return flip(flip(m, a0), a1)
+    perm = list(range(nd))
+    perm[a0], perm[a1] = perm[a1], perm[a0]
+    return transpose(flip(m, a1), perm) if k == 1 else flip(transpose(m, perm), a1)
+
+
+def rollaxis(a, axis, start=0):
+    """Move ``axis`` to before position ``start`` (NumPy's older :func:`moveaxis`)."""
+    a = _arr(a)
+    n = ndim(a)
+    axis = _axis(axis, n, "rollaxis")
+    if not -n <= start <= n:
+        raise ValueError(f"fgrad.numpy.rollaxis: start must be in [{-n}, {n}] for an array with "
+                         f"{n} dimension(s), got {start}")
+    start = start + n if start < 0 else start
+    if axis < start:
+        start -= 1
+    if axis == start:
+        return a
+    order = [i for i in range(n) if i != axis]
+    order.insert(start, axis)
+    return transpose(a, order)
+
+
+def kron(a, b):
+    """The Kronecker product: blocks ``a[i, j, ...] * b``. Both are padded with leading size-1
+    axes to the same number of dimensions, as NumPy."""
+    a, b = _arr(a), _arr(b)
+    nd = builtins.max(ndim(a), ndim(b))
+    sa = (1,) * (nd - ndim(a)) + shape_of(a)
+    sb = (1,) * (nd - ndim(b)) + shape_of(b)
+    # a as (a0, 1, a1, 1, ...) times b as (1, b0, 1, b1, ...), pairs of axes merged
+    wide = multiply(reshape(a, tuple(x for n in sa for x in (n, 1))),
+                    reshape(b, tuple(x for n in sb for x in (1, n))))
+    return reshape(wide, tuple(p * q for p, q in zip(sa, sb)))
+
+
+def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    """The cross product of (arrays of) 3-vectors, NumPy's conventions for 2-vectors included
+    (a 2-vector has z = 0; two 2-vectors give the z component alone). ``axis`` sets all three."""
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b = _arr(a), _arr(b)
+    a = moveaxis(a, _axis(axisa, ndim(a), "cross"), -1)
+    b = moveaxis(b, _axis(axisb, ndim(b), "cross"), -1)
+    na, nb = shape_of(a)[-1], shape_of(b)[-1]
+    if na not in (2, 3) or nb not in (2, 3):
+        raise ValueError(f"fgrad.numpy.cross: vectors must have 2 or 3 components, got "
+                         f"{na} and {nb} (shapes {shape_of(a)} and {shape_of(b)} after moving "
+                         f"axisa/axisb last)")
+    _check_broadcast("cross", a[..., 0], b[..., 0])
+    common = np.result_type(dtype_of(a), dtype_of(b))
+    a, b = astype(a, common), astype(b, common)
+    a0, a1, b0, b1 = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+    z = a0 * b1 - a1 * b0
+    if na == 2 and nb == 2:
+        return z
+    a2 = a[..., 2] if na == 3 else None
+    b2 = b[..., 2] if nb == 3 else None
+    if a2 is None:
+        x, y = a1 * b2, -(a0 * b2)
+    elif b2 is None:
+        x, y = -(a2 * b1), a2 * b0
+    else:
+        x, y = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2
+    out = stack(broadcast_arrays(x, y, z), axis=-1)
+    return moveaxis(out, -1, _axis(axisc, ndim(out), "cross"))
+
+
+def select(condlist, choicelist, default=0):
+    """The entry of the first ``choicelist`` item whose condition holds, else ``default``
+    (broadcast together, in NumPy's result dtype); the derivative follows the chosen item."""
+    if len(condlist) != len(choicelist):
+        raise ValueError(f"fgrad.numpy.select: {len(condlist)} conditions but {len(choicelist)} "
+                         f"choices; give one choice per condition")
+    if not condlist:
+        raise ValueError("fgrad.numpy.select: the condition list is empty")
+    weak = (int, float, complex)   # Python numbers take part in the dtype weakly, as in NumPy
+    choices = [c if type(c) in weak else _arr(c) for c in choicelist]
+    dflt = default if type(default) in weak else _arr(default)
+    dt = np.result_type(*[c if type(c) in weak else dtype_of(c) for c in choices + [dflt]])
+    conds = [_arr(c) for c in condlist]
+    for i, c in enumerate(conds):
+        if dtype_of(c) != np.bool_:
+            raise TypeError(f"fgrad.numpy.select: condition {i} has dtype {dtype_of(c)}; "
+                            f"conditions must be boolean arrays")
+    _check_broadcast("select", *conds, *choices, dflt)
+    shape = np.broadcast_shapes(*(shape_of(x) for x in conds + choices + [dflt]))
+    out = broadcast_to(astype(dflt, dt), shape)
+    for c, choice in zip(conds[::-1], choices[::-1]):   # the first match is applied last
+        out = where(c, astype(choice, dt), out)
+    return out
+
+
+def partition(a, kth, axis=-1, kind="introselect", order=None):
+    """A copy of ``a`` in which the ``kth`` element (each of them, for a sequence) is where a
+    sort would put it, smaller ones before and larger ones after.
+
+    NumPy leaves the order inside the two parts unspecified, and fgrad returns them sorted: the
+    result is ``sort(a, axis)``, the same inside and outside every transform (so ``vmap`` of it
+    is the loop of it), but in general not NumPy's arrangement of the parts.
+    """
+    if order is not None:
+        raise ValueError("fgrad.numpy.partition: order= (structured arrays) is not supported")
+    a = _arr(a)
+    if axis is None:
+        a, axis = ravel(a), 0
+    ax = _axis(axis, ndim(a), "partition")
+    n = shape_of(a)[ax]
+    for k in np.atleast_1d(np.asarray(kth)).tolist():
+        if not -n <= operator.index(k) < n:
+            raise ValueError(f"fgrad.numpy.partition: kth={k} is out of bounds for an axis of "
+                             f"size {n}")
+    return sort(a, ax)
+
+
+# --- r_ and c_: NumPy's index-expression builders, over tracers -----------------------------------
+
+def _with_ndmin(x, ndmin):
+    return reshape(x, (1,) * (ndmin - ndim(x)) + shape_of(x)) if ndim(x) < ndmin else x
+
+
+class _AxisConcatenator:
+    """``r_[...]`` / ``c_[...]``: join arrays, scalars and ``start:stop:step`` ranges, as NumPy.
+
+    Without tracers among the items this is NumPy's own object (the same array). With tracers it
+    follows NumPy's rules with fgrad functions: a leading string directive ``'axis'`` or
+    ``'axis,ndmin[,trans1d]'`` sets the joining axis, the minimum number of dimensions and where
+    a short array's axes go; slices become ``arange`` (``linspace`` for a complex step); Python
+    scalars take part in the dtype weakly. The matrix directives ``'r'``/``'c'`` make
+    ``numpy.matrix`` objects and are not supported with tracers.
+    """
+
+    __slots__ = ("_numpy", "_name", "axis", "ndmin", "trans1d")
+
+    def __init__(self, numpy_obj, name, axis, ndmin, trans1d):
+        self._numpy, self._name = numpy_obj, name
+        self.axis, self.ndmin, self.trans1d = axis, ndmin, trans1d
+
+    def __getitem__(self, key):
+        items = key if isinstance(key, tuple) else (key,)
+        if not _holds_tracer(items):
+            return _made(self._numpy[key])
+        axis, ndmin, trans1d = self.axis, self.ndmin, self.trans1d
+        objs, dtype_parts = [], []
+        for k, item in enumerate(items):
+            if isinstance(item, str):
+                if k != 0:
+                    raise ValueError(f"fgrad.numpy.{self._name}: a string directive must be the "
+                                     f"first entry, got {item!r} at position {k}")
+                if item in ("r", "c"):
+                    raise ValueError(f"fgrad.numpy.{self._name}: the matrix directive {item!r} "
+                                     f"makes a numpy.matrix, which fgrad does not support on "
+                                     f"traced values; use '0,2' or '-1,2,0' style directives")
+                try:
+                    parts = [int(p) for p in item.split(",")]
+                except ValueError:
+                    raise ValueError(f"fgrad.numpy.{self._name}: unknown directive {item!r}") from None
+                axis = parts[0]
+                if len(parts) > 1:
+                    ndmin = parts[1]
+                if len(parts) > 2:
+                    trans1d = parts[2]
+                continue
+            if isinstance(item, slice):
+                new = np.r_[item]      # a constant range: NumPy builds it
+                if ndmin > 1:
+                    new = np.array(new, ndmin=ndmin)
+                    if trans1d != -1:
+                        new = new.swapaxes(-1, trans1d)
+                objs.append(new)
+                dtype_parts.append(new.dtype)
+                continue
+            if type(item) in np.ScalarType:
+                objs.append(item)
+                dtype_parts.append(item)
+                continue
+            item = _arr(item)
+            item_ndim = ndim(item)
+            new = _with_ndmin(item, ndmin)
+            if trans1d != -1 and item_ndim < ndmin:   # NumPy's placement of the original axes
+                k2, k1 = ndmin - item_ndim, trans1d
+                k1 = k1 + k2 + 1 if k1 < 0 else k1
+                order = list(range(ndmin))
+                new = transpose(new, order[:k1] + order[k2:] + order[k1:k2])
+            objs.append(new)
+            dtype_parts.append(dtype_of(new))
+        common = np.result_type(*dtype_parts)
+        return concatenate([_with_ndmin(astype(o, common), ndmin) for o in objs], axis=axis)
+
+    def __len__(self):
+        return 0
+
+
+r_ = _AxisConcatenator(np.r_, "r_", 0, 1, -1)
+c_ = _AxisConcatenator(np.c_, "c_", -1, 2, 0)
+
+
+# --- linspace and the comparisons of whole arrays, on traced values --------------------------------
+
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *,
+             device=None):
+    """``num`` evenly spaced values from ``start`` to ``stop`` (NumPy's linspace, array
+    endpoints and ``axis`` included). Traced endpoints are differentiable: the values are
+    ``start + i * step`` with ``step = (stop - start) / (num - 1)`` (``/ num`` without the
+    endpoint), and the last one is ``stop`` itself, as NumPy computes them."""
+    if not _holds_tracer((start, stop)):
+        out = np.linspace(start, stop, num, endpoint, retstep, dtype, axis)
+        return (_made(out[0]), out[1]) if retstep else _made(out)
+    num = operator.index(num)
+    if num < 0:
+        raise ValueError(f"fgrad.numpy.linspace: the number of samples must be non-negative, "
+                         f"got {num}")
+    start, stop = _arr(start) * 1.0, _arr(stop) * 1.0    # NumPy: integers become float64
+    dt = np.result_type(dtype_of(start), dtype_of(stop), float(num))
+    div = num - 1 if endpoint else num
+    delta = stop - start
+    steps = np.arange(0, num, dtype=dt).reshape((-1,) + (1,) * ndim(delta))
+    if div > 0:
+        step = delta / div
+        y = steps * step
+    else:
+        step = np.nan
+        y = steps * delta
+    y = y + start
+    if endpoint and num > 1:
+        last = broadcast_to(stop, shape_of(y)[1:])
+        y = concatenate([y[:-1], expand_dims(astype(last, dtype_of(y)), 0)], axis=0)
+    if axis != 0:
+        y = moveaxis(y, 0, axis)
+    if dtype is not None and np.issubdtype(dtype, np.integer):
+        y = floor(y)
+    y = astype(y, dt if dtype is None else dtype)
+    return (y, step) if retstep else y
+
+
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``|a - b| <= atol + rtol * |b|`` elementwise (infinities equal only to themselves; NaN
+    to NaN only with ``equal_nan``). On traced values the result is a traced boolean array."""
+    if not _holds_tracer((a, b, rtol, atol)):
+        return np.isclose(a, b, rtol, atol, equal_nan)
+    a, b = _arr(a), _arr(b)
+    if dtype_of(b).kind != "f":   # NumPy: b in a float dtype, so that |MIN_INT| is no trap
+        b = astype(b, np.result_type(dtype_of(b), 1.0))
+    out = (less_equal(abs(a - b), atol + rtol * abs(b)) & isfinite(b)) | equal(a, b)
+    if equal_nan:
+        out = out | (isnan(a) & isnan(b))
+    return out
+
+
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``all(isclose(a, b))``. NumPy returns a Python bool; on traced values this returns a
+    traced boolean scalar, as ``jax.numpy.allclose`` does (``bool()`` of it works where the
+    value is known, under ``grad``, and not under ``jit``/``vmap``: use ``where`` there)."""
+    if not _holds_tracer((a, b, rtol, atol)):
+        return np.allclose(a, b, rtol, atol, equal_nan)
+    return all(isclose(a, b, rtol, atol, equal_nan))
+
+
+def array_equal(a1, a2, equal_nan=False):
+    """True when the shapes and all elements agree (NaNs pairing up with ``equal_nan``). On
+    traced values: a traced boolean scalar (shapes are static, so a shape mismatch is a plain
+    ``False``)."""
+    if not _holds_tracer((a1, a2)):
+        return np.array_equal(a1, a2, equal_nan=equal_nan)
+    a1, a2 = _arr(a1), _arr(a2)
+    if shape_of(a1) != shape_of(a2):
+        return False
+    same = equal(a1, a2)
+    if equal_nan:
+        same = same | (isnan(a1) & isnan(a2))
+    return all(same)
+
 
 del zero
 

@@ -13,9 +13,13 @@ carry the derivative and batching rules. Leading axes are batch axes, as in NumP
 
 Differences from NumPy, written down: ``cholesky`` and ``eigh`` differentiate as functions of
 a symmetric matrix (their gradients are symmetric, as in JAX and torch); ``eigh``'s
-derivative needs distinct eigenvalues; ``norm``'s 2-norm has gradient 0 at 0 (as torch);
-``norm`` does not compute the matrix norms that need singular values (``ord=2, -2, 'nuc'``).
-``solve_triangular`` is SciPy's function (``scipy.linalg.solve_triangular``), batched.
+derivative needs distinct eigenvalues, ``svd``'s distinct non-zero singular values (for the
+singular vectors; the singular values alone are fine), ``eig``'s distinct eigenvalues;
+``eig``/``eigvals`` accept only matrices whose eigenvalues are all real (NumPy's real-dtype
+case) and raise otherwise; ``svd(full_matrices=True)`` of a non-square matrix has no
+derivative (its extra vectors are not unique), as in JAX and HIPS autograd; ``pinv``'s
+derivative assumes the rank does not change nearby; ``norm``'s 2-norm has gradient 0 at 0 (as
+torch). ``solve_triangular`` is SciPy's function (``scipy.linalg.solve_triangular``), batched.
 """
 from __future__ import annotations
 
@@ -24,17 +28,20 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..core import dtype_of, shape_of
+from ..core import Tracer, dtype_of, shape_of
 from ..primitives import linalg as la
 from ._funcs import (_arr, _axis, abs, astype, bind, broadcast_to, exp, matmul, max, min,
-                     ndim, reshape, sqrt, squeeze, sum, swapaxes, where)
+                     moveaxis, ndim, reshape, sqrt, squeeze, sum, swapaxes, where)
 
-__all__ = ["LinAlgError", "SlogdetResult", "EighResult", "inv", "solve", "solve_triangular",
-           "det", "slogdet", "cholesky", "eigh", "eigvalsh", "norm", "matrix_power"]
+__all__ = ["LinAlgError", "SlogdetResult", "EighResult", "EigResult", "SVDResult", "inv",
+           "solve", "solve_triangular", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "eig",
+           "eigvals", "svd", "svdvals", "pinv", "norm", "matrix_power"]
 
 LinAlgError = np.linalg.LinAlgError
 SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
 EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+EigResult = namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
+SVDResult = namedtuple("SVDResult", ["U", "S", "Vh"])
 
 
 def _float(a):
@@ -159,6 +166,75 @@ def eigvalsh(a, UPLO="L"):  # noqa: N803 - NumPy's argument name
     return eigh(a, UPLO).eigenvalues
 
 
+def eig(a):
+    """``(eigenvalues, eigenvectors)`` of each square matrix whose eigenvalues are all real:
+    ``w`` (..., n) and unit-norm columns ``V`` (..., n, n) with ``a @ V == V * w``, in the real
+    dtype NumPy returns for such matrices.
+
+    A matrix with complex eigenvalues (for which NumPy returns complex arrays) raises
+    ``LinAlgError``: fgrad's eig is the real case only (for symmetric matrices use ``eigh``).
+    The derivative needs distinct eigenvalues (it divides by their gaps, as ``eigh``'s) and
+    keeps each eigenvector at unit norm; eigenvectors are defined up to sign.
+    """
+    a = _float(a)
+    _check_square("eig", a)
+    return EigResult(*bind(la.eig_p, a))
+
+
+def eigvals(a):
+    """The eigenvalues of each square matrix, all real (see :func:`eig`; same order as eig's,
+    which NumPy does not promise to be eigvals' order)."""
+    return eig(a).eigenvalues
+
+
+def _check_matrix(fn, a):
+    if ndim(a) < 2:
+        raise LinAlgError(f"fgrad.numpy.linalg.{fn}: expected a matrix or a stack of them, shape "
+                          f"(..., m, n), got shape {shape_of(a)}")
+
+
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    """The singular value decomposition ``a = U @ (S[..., None] * Vh)`` of each (m, n) matrix:
+    ``S`` (..., k) descending, k = min(m, n); ``U`` (..., m, k) and ``Vh`` (..., k, n), or
+    (..., m, m) and (..., n, n) with ``full_matrices`` (NumPy's default). ``compute_uv=False``
+    returns ``S`` alone. ``hermitian=True``: ``a`` is symmetric (as ``eigh``, only one triangle
+    is read and the derivative treats ``a`` as symmetric).
+
+    Derivatives (real matrices): ``dS = diag(U^T dA V)`` always; the singular vectors' need
+    distinct, non-zero singular values (they divide by ``s_j^2 - s_i^2``), as in JAX, torch and
+    HIPS autograd, and ``full_matrices=True`` has none for non-square ``a``. Singular vectors are
+    defined up to a common sign of ``u_i`` and ``v_i``.
+    """
+    a = _float(a)
+    _check_matrix("svd", a)
+    out = bind(la.svd_p, a, full_matrices=builtins.bool(full_matrices),
+               compute_uv=builtins.bool(compute_uv), hermitian=builtins.bool(hermitian))
+    return SVDResult(*out) if compute_uv else out[0]
+
+
+def svdvals(x):
+    """The singular values of each matrix, descending (``svd(x, compute_uv=False)``)."""
+    return svd(x, compute_uv=False)
+
+
+def pinv(a, rcond=None, hermitian=False, *, rtol=np._NoValue):
+    """The Moore-Penrose pseudo-inverse (..., n, m) of each (m, n) matrix, as NumPy's: singular
+    values at most ``rcond * max(S)`` count as zero (``rcond`` defaults to 1e-15; ``rtol=None``
+    means ``max(m, n) * eps``). Its derivative (Golub and Pereyra's) holds where the rank does
+    not change nearby, which is every full-rank matrix."""
+    a = _float(a)
+    _check_matrix("pinv", a)
+    if rcond is not None and rtol is not np._NoValue:
+        raise ValueError("fgrad.numpy.linalg.pinv: give rcond or rtol, not both")
+    if rcond is None:
+        rcond = 1e-15 if rtol is np._NoValue else (
+            builtins.max(shape_of(a)[-2:]) * np.finfo(dtype_of(a)).eps if rtol is None else rtol)
+    if np.ndim(rcond) != 0 or isinstance(rcond, Tracer):
+        raise TypeError(f"fgrad.numpy.linalg.pinv: rcond must be a Python or NumPy number, got "
+                        f"{type(rcond).__name__} of shape {np.shape(rcond)}")
+    return bind(la.pinv_p, a, rcond=float(rcond), hermitian=builtins.bool(hermitian))
+
+
 def matrix_power(a, n):
     """``a`` multiplied by itself ``n`` times (``n < 0``: powers of ``inv(a)``; ``n = 0``: the
     identity), by repeated squaring."""
@@ -216,17 +292,19 @@ def _matrix_norm(x, ord, axes, keepdims):  # noqa: A002 - NumPy's argument name
     row, col = axes
     if ord in (None, "fro"):
         return _two_norm(x, axes, keepdims)
-    if ord in (2, -2, "nuc"):
-        raise ValueError(f"fgrad.numpy.linalg.norm: the matrix norm ord={ord!r} needs singular "
-                         f"values, which fgrad does not compute (it has no SVD); for the 2-norm "
-                         f"of a matrix use sqrt(eigvalsh(a.T @ a)[..., -1])")
+    if ord in (2, -2, "nuc"):   # from the singular values: the largest, smallest, or their sum
+        s = svdvals(moveaxis(x, axes, (-2, -1)))
+        out = sum(s, axis=-1) if ord == "nuc" else (max if ord == 2 else min)(s, axis=-1)
+        if not keepdims:
+            return out
+        return reshape(out, tuple(1 if i in axes else n for i, n in enumerate(shape_of(x))))
     if ord in (1, -1):       # max (min) over columns of the column sums of |x|
         sums, over = sum(abs(x), axis=row, keepdims=True), col
     elif ord in (np.inf, -np.inf):   # max (min) over rows of the row sums of |x|
         sums, over = sum(abs(x), axis=col, keepdims=True), row
     else:
         raise ValueError(f"fgrad.numpy.linalg.norm: invalid norm order {ord!r} for matrices; use "
-                         f"None, 'fro', 1, -1, inf or -inf")
+                         f"None, 'fro', 'nuc', 1, -1, 2, -2, inf or -inf")
     out = (max if ord > 0 else min)(sums, axis=over, keepdims=True)
     return out if keepdims else squeeze(out, axes)
 
@@ -237,9 +315,11 @@ def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002 - NumPy's argume
     ``axis=None``: the 2-norm of the flattened ``x`` when ``ord`` is None, else a vector norm of
     a 1-D ``x`` or a matrix norm of a 2-D one. An int ``axis``: vector norms (``ord`` None/2,
     1, inf, -inf, 0 (count of non-zeros), or any p: ``sum(|x|^p)^(1/p)``). A pair of axes:
-    matrix norms (``ord`` None/'fro', 1, -1, inf, -inf). The 2-norm and p-norms have gradient 0
+    matrix norms (``ord`` None/'fro', 1, -1, inf, -inf, and from the singular values 2 (the
+    largest), -2 (the smallest) and 'nuc' (their sum)). The 2-norm and p-norms have gradient 0
     at ``x = 0`` (as ``torch.linalg.norm``); max/min-based norms split the gradient evenly
-    between ties.
+    between ties (also between equal singular values for ord=2/-2; 'nuc''s gradient
+    ``U @ Vh`` needs no distinct singular values).
     """
     x = _float(x)
     nd = ndim(x)

@@ -221,3 +221,185 @@ eigh_p.jvp = _eigh_jvp
 eigh_p.vjp = (_eigh_vjp,)
 eigh_p.abstract_eval = lambda a: [_aval(shape_of(a)[:-1], a), _aval(shape_of(a), a)]
 vectorized_batch_rule(eigh_p)
+
+
+# ================================================================================================
+# svd, pinv, eig (issue 10: HIPS autograd's linalg). Real matrices; the formulas are JAX's
+# (svd JVP), Townsend's "Differentiating the singular value decomposition" (svd VJP, as HIPS
+# autograd's), Golub & Pereyra 1973 (pinv) and Giles 2008 / Boeddeker et al. 2017 (eig).
+# ================================================================================================
+
+def _safe_inverse(x):
+    """1 / x, and 0 where x is exactly 0 (a zero singular value, a repeated one's gap)."""
+    at_zero = x == 0
+    return fnp.where(at_zero, 0, 1 / fnp.where(at_zero, 1, x))
+
+
+# --- svd: A = U diag(s) V^T, s descending; U (..., m, k), V^T (..., k, n), k = min(m, n) --------
+
+def _svd_impl(a, *, full_matrices, compute_uv, hermitian):
+    if compute_uv:
+        return list(np.linalg.svd(a, full_matrices=full_matrices, hermitian=hermitian))
+    return [np.linalg.svd(a, compute_uv=False, hermitian=hermitian)]
+
+
+svd_p = Primitive("svd", _svd_impl, multiple_results=True)
+
+
+def _reduced_svd(a, hermitian):
+    return svd_p.bind(a, full_matrices=False, compute_uv=True, hermitian=hermitian)
+
+
+def _check_svd_derivative(a, full_matrices):
+    m, n = shape_of(a)[-2:]
+    if full_matrices and m != n:
+        raise ValueError(f"fgrad.numpy.linalg.svd: no derivative for full_matrices=True with a "
+                         f"non-square matrix (shape {shape_of(a)}): the {abs(m - n)} extra "
+                         f"singular vectors are not unique. Use full_matrices=False.")
+
+
+def _svd_gap_inverses(s):
+    """F_ij = 1 / (s_j^2 - s_i^2), as (s_j + s_i)(s_j - s_i) for accuracy; 0 on the diagonal
+    and for repeated singular values."""
+    row, col = fnp.expand_dims(s, -2), fnp.expand_dims(s, -1)
+    return _safe_inverse((row + col) * (row - col))
+
+
+def _svd_jvp(primals, tangents, *, full_matrices, compute_uv, hermitian):
+    (a,), (a_dot,) = primals, tangents
+    if hermitian:
+        a_dot = _sym(a_dot)
+    U, s, Vh = _reduced_svd(a, hermitian)
+    V = _T(Vh)
+    dS = _T(U) @ a_dot @ V
+    ds = _diag(dS)                                     # ds_i = u_i^T dA v_i
+    if not compute_uv:
+        return [s], [ds]
+    _check_svd_derivative(a, full_matrices)
+    # dU = U (F o (dS S + S dS^T)),  dV = V (F o (S dS + dS^T S)),  F_ij = 1 / (s_j^2 - s_i^2);
+    # the part of dA outside the singular subspaces turns the k columns of U (or of V) out of it
+    F = _svd_gap_inverses(s)
+    dSS = dS * fnp.expand_dims(s, -2)                  # dS diag(s)
+    SdS = fnp.expand_dims(s, -1) * dS                  # diag(s) dS
+    dU = U @ (F * (dSS + _T(dSS)))
+    dV = V @ (F * (SdS + _T(SdS)))
+    m, n = shape_of(a)[-2:]
+    s_inv = fnp.expand_dims(_safe_inverse(s), -2)
+    if m > n:   # dU += (I - U U^T) dA V diag(1/s)
+        dAV = a_dot @ V
+        dU = dU + (dAV - U @ (_T(U) @ dAV)) * s_inv
+    if n > m:   # dV += (I - V V^T) dA^T U diag(1/s)
+        dAtU = _T(a_dot) @ U
+        dV = dV + (dAtU - V @ (Vh @ dAtU)) * s_inv
+    return [U, s, Vh], [dU, ds, _T(dV)]
+
+
+def _svd_vjp(g, ans, a, *, full_matrices, compute_uv, hermitian):
+    if not compute_uv:   # A_bar = U diag(g_s) V^T
+        U, _, Vh = _reduced_svd(a, hermitian)
+        a_bar = (U * fnp.expand_dims(g[0], -2)) @ Vh
+        return _sym(a_bar) if hermitian else a_bar
+    _check_svd_derivative(a, full_matrices)
+    (U, s, Vh), (g_U, g_s, g_Vh) = ans, g
+    V, g_V = _T(Vh), _T(g_Vh)
+    # A_bar = U [(F o (U^T g_U - g_U^T U)) S + diag(g_s) + S (F o (V^T g_V - g_V^T V))] V^T
+    F = _svd_gap_inverses(s)
+    UtgU, VtgV = _T(U) @ g_U, _T(V) @ g_V
+    inner = ((F * (UtgU - _T(UtgU))) * fnp.expand_dims(s, -2) + _diag_embed(g_s)
+             + fnp.expand_dims(s, -1) * (F * (VtgV - _T(VtgV))))
+    a_bar = U @ inner @ Vh
+    m, n = shape_of(a)[-2:]
+    s_inv = _safe_inverse(s)
+    if m > n:   # + (I - U U^T) g_U diag(1/s) V^T
+        a_bar = a_bar + ((g_U - U @ UtgU) * fnp.expand_dims(s_inv, -2)) @ Vh
+    if n > m:   # + U diag(1/s) g_V^T (I - V V^T)
+        a_bar = a_bar + (U * fnp.expand_dims(s_inv, -2)) @ _T(g_V - V @ VtgV)
+    return _sym(a_bar) if hermitian else a_bar
+
+
+def _svd_abstract_eval(a, *, full_matrices, compute_uv, hermitian):
+    batch, (m, n) = shape_of(a)[:-2], shape_of(a)[-2:]
+    k = min(m, n)
+    s = _aval(batch + (k,), a)
+    if not compute_uv:
+        return [s]
+    ku, kv = (m, n) if full_matrices else (k, k)
+    return [_aval(batch + (m, ku), a), s, _aval(batch + (kv, n), a)]
+
+
+svd_p.jvp = _svd_jvp
+svd_p.vjp = (_svd_vjp,)
+svd_p.abstract_eval = _svd_abstract_eval
+vectorized_batch_rule(svd_p)
+
+
+# --- pinv: the Moore-Penrose pseudo-inverse A+ (n, m) of A (m, n) --------------------------------
+
+pinv_p = Primitive("pinv", lambda a, *, rcond, hermitian:
+                   np.linalg.pinv(a, rcond=rcond, hermitian=hermitian))
+
+
+def _pinv_jvp(primals, tangents, *, rcond, hermitian):
+    (a,), (a_dot,) = primals, tangents
+    P = pinv_p.bind(a, rcond=rcond, hermitian=hermitian)
+    if hermitian:
+        a_dot = _sym(a_dot)
+    dAt = _T(a_dot)
+    # for locally constant rank (Golub & Pereyra):
+    # dA+ = -A+ dA A+ + A+ A+^T dA^T (I - A A+) + (I - A+ A) dA^T A+^T A+
+    return P, (-(P @ a_dot @ P) + (P @ _T(P)) @ (dAt - (dAt @ a) @ P)
+               + (dAt - P @ (a @ dAt)) @ (_T(P) @ P))
+
+
+def _pinv_vjp(g, P, a, *, rcond, hermitian):
+    gt = _T(g)
+    # the adjoint of the JVP (A A+ and A+ A are symmetric projections):
+    # A_bar = -A+^T g A+^T + (I - A A+) g^T A+ A+^T + A+^T A+ g^T (I - A+ A)
+    a_bar = (-(_T(P) @ g @ _T(P)) + (gt - a @ (P @ gt)) @ (P @ _T(P))
+             + (_T(P) @ P) @ (gt - (gt @ P) @ a))
+    return _sym(a_bar) if hermitian else a_bar
+
+
+pinv_p.jvp = _pinv_jvp
+pinv_p.vjp = (_pinv_vjp,)
+pinv_p.abstract_eval = lambda a, *, rcond, hermitian: _aval(shape_of(a)[:-2] + shape_of(a)[::-1][:2], a)
+vectorized_batch_rule(pinv_p)
+
+
+# --- eig: A V = V diag(w) with real w and unit-norm real columns V (real eigenvalues only) --------
+
+def _eig_impl(a):
+    w, V = np.linalg.eig(a)
+    if w.dtype.kind == "c":
+        raise np.linalg.LinAlgError(
+            f"fgrad.numpy.linalg.eig: the matrix of shape {np.shape(a)} has complex eigenvalues "
+            f"(numpy.linalg.eig returns {w.dtype} for it); fgrad's eig supports only matrices "
+            f"whose eigenvalues are all real. For a symmetric matrix use eigh.")
+    return [w, V]
+
+
+eig_p = Primitive("eig", _eig_impl, multiple_results=True)
+
+
+def _eig_jvp(primals, tangents):
+    (a,), (a_dot,) = primals, tangents
+    w, V = eig_p.bind(a)
+    M = solve_p.bind(V, a_dot @ V)                     # V^-1 dA V
+    # dw_i = (V^-1 dA V)_ii;  dV = V (F o V^-1 dA V), F_ij = 1/(w_j - w_i), then each column
+    # keeps unit norm: dv_i -= v_i (v_i^T dv_i)
+    dV = V @ (_gap_inverses(w) * M)
+    return [w, V], [_diag(M), dV - V * fnp.expand_dims(_diag(_T(V) @ dV), -2)]
+
+
+def _eig_vjp(g, ans, a):
+    (g_w, g_V), (w, V) = g, ans
+    # the adjoint of the JVP:  A_bar = V^-T (diag(g_w) + F o V^T (g_V - V diag(V^T g_V))) V^T
+    g_V = g_V - V * fnp.expand_dims(_diag(_T(V) @ g_V), -2)
+    inner = _diag_embed(g_w) + _gap_inverses(w) * (_T(V) @ g_V)
+    return solve_p.bind(_T(V), inner @ _T(V))
+
+
+eig_p.jvp = _eig_jvp
+eig_p.vjp = (_eig_vjp,)
+eig_p.abstract_eval = lambda a: [_aval(shape_of(a)[:-1], a), _aval(shape_of(a), a)]
+vectorized_batch_rule(eig_p)
