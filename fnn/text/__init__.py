@@ -17,11 +17,14 @@ same ids as OpenAI's ``encoder.py``, ``transformers.GPT2TokenizerFast`` and tikt
 ('to be', True)
 
 Modules: :mod:`~fnn.text.bytelevel` (GPT-2's byte alphabet and pre-tokenisation pattern),
-:mod:`~fnn.text.bpe` (the tokenizer), :mod:`~fnn.text.train` (the incremental BPE trainer).
+:mod:`~fnn.text.bpe` (the tokenizer), :mod:`~fnn.text.train` (the incremental BPE trainer),
+:mod:`~fnn.text.bleu` (:func:`corpus_bleu` and :func:`sentence_bleu`, sacrebleu's BLEU).
 Dependencies: NumPy-free; the ``regex`` package (``pip install regex``) for the pre-tokenisation
 pattern, imported the first time text is tokenized.
 """
+from .bleu import BLEUScore, corpus_bleu, sentence_bleu
 from .bpe import BPETokenizer, gpt2_tokenizer
 from .bytelevel import GPT2_PATTERN, bytes_to_unicode, pretokenize
 
-__all__ = ["BPETokenizer", "gpt2_tokenizer", "GPT2_PATTERN", "bytes_to_unicode", "pretokenize"]
+__all__ = ["BPETokenizer", "gpt2_tokenizer", "GPT2_PATTERN", "bytes_to_unicode", "pretokenize",
+           "corpus_bleu", "sentence_bleu", "BLEUScore"]
