@@ -1,0 +1,499 @@
+"""The Transformer of Vaswani et al. (2017) writes the summary line of a Python docstring.
+
+    python -m examples.transformer                      # the default run (README, "Examples")
+    python -m examples.transformer --beam 1             # greedy decoding only
+    python -m examples.transformer --final-norm         # torch.nn.Transformer's extra LayerNorms
+
+MODEL (section 3 of the paper, "base" shapes scaled down to a 2-core CPU)::
+
+    x_0 = sqrt(d) E[src] + PE                         shared embedding E (vocab, d), sinusoids
+    x_l = LN(x' + FFN(x')),  x' = LN(x_{l-1} + SelfAttn(x_{l-1}; src padding))     encoder
+    y_0 = sqrt(d) E[tgt_in] + PE                      tgt_in = <s> summary (teacher forcing)
+    y_l = LN(y'' + FFN(y'')),  y'' = LN(y' + CrossAttn(y', x_N; src padding)),
+          y' = LN(y_{l-1} + SelfAttn(y_{l-1}; causal))                              decoder
+    logits = y_N E^T                                  the same E as the output projection
+
+with ``Attn(q, kv) = concat_h softmax(q W_q^h (kv W_k^h)^T / sqrt(d/h) + mask) kv W_v^h W_o``
+(``-inf`` at masked keys), ``FFN(x) = W_2 relu(W_1 x + b_1) + b_2``, ``LN`` a LayerNorm after
+each residual sum ("post-LN"), and dropout where torch's layers put it: on the attention weights,
+on the FFN's hidden units, on each sub-layer's output before its residual sum, and on the
+embedding sums. The paper's stacks end at the last layer's LayerNorm; ``torch.nn.Transformer``
+adds one more LayerNorm after each stack (``encoder.norm``, ``decoder.norm``), which
+``--final-norm`` adds here too. The parameters are a nested dict whose dotted names under
+``"transformer"`` are exactly the keys of ``torch.nn.Transformer(batch_first=True).state_dict()``
+(``encoder.layers.0.self_attn.in_proj_weight``, ...), so weights move between the two with
+``fnn.io.to_torch_state_dict``; ``tests/test_transformer.py`` checks every layer and the whole
+stack against torch with the same weights (float64, outputs and the gradients of every parameter
+and input). Initialisation as ``nn.Transformer``: Glorot-uniform matrices, zero biases, and the
+embedding ``N(0, 1/d)`` so that ``sqrt(d) E`` has unit scale (fairseq's choice).
+
+The attention, LayerNorm and tied output projection are ``fnn.models``' fused kernels (one tape
+node each, a NumPy fast path; ``fnn/models/_kernels.py``), the projections ``fnn.functional.linear``.
+
+TRAINING: label-smoothed cross-entropy (``e = 0.1``: the target distribution is ``1 - e`` on the
+right token plus ``e / V`` everywhere, torch's ``label_smoothing``) averaged over the real target
+tokens (padding ignored), differentiated by ``fgrad.value_and_grad``; Adam with ``b1 = 0.9, b2 =
+0.98, eps = 1e-9`` and the paper's learning rate ``lr = factor d^-0.5 min(step^-0.5, step
+warmup^-1.5)`` (a linear warm-up, then the inverse square root of the step).
+
+DECODING: the encoder runs once per batch; the decoder runs one token at a time with its
+self-attention keys and values cached (and the cross-attention's, computed once from the
+encoder output), by greedy search or by beam search scored with GNMT's length penalty (Wu et
+al. 2016) ``log P(Y) / lp(Y)``, ``lp(Y) = ((5 + |Y|) / 6)^alpha``, ``|Y|`` counting the
+end-of-sequence token. A source is finished when ``beam`` hypotheses have ended (as fairseq's
+``SequenceGenerator``: an end-of-sequence candidate counts when it ranks among the top
+``beam``), so a beam of 1 is greedy search exactly (tested, as is that padding a batch of sources
+changes no output).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+import fgrad
+import fgrad.numpy as fnp
+import fnn
+import fnn.functional as F
+import foptim
+from fgrad.core import shape_of
+from fnn.layers.base import Module, ParamSpec, dtype_field
+from fnn.models import _kernels as K
+
+NAME = "transformer"
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=16)
+def sinusoidal_positions(length, d_model, dtype=np.float32):
+    """``(length, d_model)``: ``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(p /
+    10000^(2i/d))`` (section 3.5). Cached and read-only."""
+    position = np.arange(length, dtype=np.float64)[:, None]
+    frequency = 10000.0 ** (-np.arange(0, d_model, 2, dtype=np.float64) / d_model)
+    table = np.zeros((length, d_model))
+    table[:, 0::2] = np.sin(position * frequency)
+    table[:, 1::2] = np.cos(position * frequency[:d_model // 2])
+    table = table.astype(dtype)
+    table.flags.writeable = False
+    return table
+
+
+class Dropout:
+    """``drop(x)``: inverted dropout at rate ``p`` with a fresh subkey per call
+    (``fold_in(key, i)`` for the ``i``-th call, so the same ``key`` draws the same masks), or the
+    identity when not training. ``drop.key()`` hands a subkey to dropout done elsewhere (the
+    attention kernel's weights)."""
+
+    def __init__(self, p, key=None, train=False):
+        self.active = train and p > 0
+        if self.active and key is None:
+            raise ValueError(f"Transformer.apply: train=True with dropout {p} needs key=<a "
+                             f"fgrad.random key> (or dropout 0)")
+        self.p, self._key, self._calls = p, key, 0
+
+    def key(self):
+        if not self.active:
+            return None
+        self._calls += 1
+        return fgrad.random.fold_in(self._key, self._calls)
+
+    def __call__(self, x):
+        return x if not self.active else F.dropout(x, self.p, training=True, key=self.key())
+
+
+def split_heads(x, heads):
+    """``(B, T, E)`` -> ``(B, heads, T, E / heads)``."""
+    b, t, e = shape_of(x)
+    return fnp.transpose(fnp.reshape(x, (b, t, heads, e // heads)), (0, 2, 1, 3))
+
+
+def merge_heads(x):
+    """``(B, heads, T, E / heads)`` -> ``(B, T, E)``."""
+    b, h, t, hd = shape_of(x)
+    return fnp.reshape(fnp.transpose(x, (0, 2, 1, 3)), (b, t, h * hd))
+
+
+def keys_values(p, source, heads):
+    """An attention's keys and values of ``source (B, S, E)``, each ``(B, heads, S, E/heads)``:
+    ``source W_k^T + b_k`` and ``source W_v^T + b_v`` with torch's packed ``in_proj_weight``
+    ``[W_q; W_k; W_v]`` (3E, E)."""
+    e = shape_of(source)[-1]
+    _, w_kv = fnp.split(p["in_proj_weight"], [e])
+    _, b_kv = fnp.split(p["in_proj_bias"], [e])
+    k, v = fnp.split(F.linear(source, w_kv, b_kv), 2, axis=-1)
+    return split_heads(k, heads), split_heads(v, heads)
+
+
+def attention(p, query, kv, bias, heads, drop):
+    """Multi-head attention of ``query (B, T, E)`` to the keys and values ``kv`` (from
+    :func:`keys_values`): ``softmax(q k^T / sqrt(E/heads) + bias) v``, heads merged, then the
+    output projection. ``bias`` is 0 or ``-inf``, broadcast to ``(B, heads, T, S)``."""
+    e = shape_of(query)[-1]
+    w_q, _ = fnp.split(p["in_proj_weight"], [e])
+    b_q, _ = fnp.split(p["in_proj_bias"], [e])
+    q = split_heads(F.linear(query, w_q, b_q), heads)
+    k, v = kv
+    out = K.attention(q, k, v, 1.0 / math.sqrt(e // heads), bias, dropout_key=drop.key(),
+                      p=drop.p if drop.active else 0.0)
+    return F.linear(merge_heads(out), p["out_proj"]["weight"], p["out_proj"]["bias"])
+
+
+def layer_norm(p, x, eps):
+    return K.layer_norm(x, p["weight"], p["bias"], eps)
+
+
+def feed_forward(p, x, drop):
+    """``W_2 drop(relu(W_1 x + b_1)) + b_2``."""
+    h = drop(F.relu(F.linear(x, p["linear1"]["weight"], p["linear1"]["bias"])))
+    return F.linear(h, p["linear2"]["weight"], p["linear2"]["bias"])
+
+
+def encoder_layer(p, x, src_bias, heads, eps, drop):
+    """One post-LN encoder layer (``nn.TransformerEncoderLayer``, ``norm_first=False``) on
+    ``x (B, S, E)``; ``src_bias (B, 1, 1, S)`` is ``-inf`` at padded source tokens."""
+    x = layer_norm(p["norm1"], x + drop(attention(p["self_attn"], x,
+                                                  keys_values(p["self_attn"], x, heads),
+                                                  src_bias, heads, drop)), eps)
+    return layer_norm(p["norm2"], x + drop(feed_forward(p, x, drop)), eps)
+
+
+def decoder_layer(p, y, memory_kv, self_bias, cross_bias, heads, eps, drop, past=None):
+    """One post-LN decoder layer (``nn.TransformerDecoderLayer``) on ``y (B, T, E)``.
+
+    ``memory_kv``: the cross-attention's keys and values of the encoder output (see
+    :func:`keys_values`); ``self_bias`` masks the self-attention (causal, and padding),
+    ``cross_bias`` the source padding. ``past``: the self-attention's keys and values of earlier
+    positions (decoding with a cache), which the new positions attend to as well. Returns ``(y,
+    (k, v))``, ``(k, v)`` this layer's self-attention keys and values, ``past`` included.
+    """
+    k, v = keys_values(p["self_attn"], y, heads)
+    if past is not None:
+        k, v = fnp.concatenate([past[0], k], axis=2), fnp.concatenate([past[1], v], axis=2)
+    y = layer_norm(p["norm1"], y + drop(attention(p["self_attn"], y, (k, v), self_bias, heads,
+                                                  drop)), eps)
+    y = layer_norm(p["norm2"], y + drop(attention(p["multihead_attn"], y, memory_kv, cross_bias,
+                                                  heads, drop)), eps)
+    return layer_norm(p["norm3"], y + drop(feed_forward(p, y, drop)), eps), (k, v)
+
+
+def padding_bias(pad, dtype):
+    """``(B, 1, 1, S)``: ``-inf`` where ``pad (B, S)`` is True (a key to ignore), else 0."""
+    return np.where(pad, -np.inf, 0.0).astype(dtype)[:, None, None, :]
+
+
+def causal_bias(length, dtype):
+    """``(length, length)``: ``-inf`` above the diagonal (position ``i`` sees ``j <= i``)."""
+    return np.triu(np.full((length, length), -np.inf, dtype), k=1)
+
+
+def encode_stack(p, x, src_pad, heads, eps, drop):
+    """``p["encoder"]`` on embedded sources ``x (B, S, E)``: the memory ``(B, S, E)``."""
+    bias = padding_bias(src_pad, x.dtype)
+    for i in range(len(p["encoder"]["layers"])):
+        x = encoder_layer(p["encoder"]["layers"][str(i)], x, bias, heads, eps, drop)
+    if "norm" in p["encoder"]:
+        x = layer_norm(p["encoder"]["norm"], x, eps)
+    return x
+
+
+def decode_stack(p, y, memory, src_pad, tgt_pad, heads, eps, drop, cache=None):
+    """``p["decoder"]`` on embedded targets ``y (B, T, E)`` after ``memory`` (or, with a
+    ``cache`` from :meth:`Transformer.start_decoding`, after the cached positions, with the
+    cached cross-attention keys and values): ``(out (B, T, E), self-attention keys and values
+    per layer)``. ``tgt_pad (B, T)`` marks padded targets (None: none)."""
+    layers = p["decoder"]["layers"]
+    t = shape_of(y)[1]
+    cross_bias = padding_bias(src_pad, y.dtype)
+    if cache is None:              # teacher forcing: every position at once, causally masked
+        self_bias = causal_bias(t, y.dtype)
+        if tgt_pad is not None:
+            self_bias = self_bias + padding_bias(tgt_pad, y.dtype)
+        memory_kv = [keys_values(layers[str(i)]["multihead_attn"], memory, heads)
+                     for i in range(len(layers))]
+        past = [None] * len(layers)
+    else:                          # the new positions see every cached one, and causally each other
+        self_bias = np.concatenate([np.zeros((t, cache["length"]), y.dtype),
+                                    causal_bias(t, y.dtype)], axis=1)
+        memory_kv, past = cache["memory_kv"], cache["self_kv"]
+    self_kv = []
+    for i in range(len(layers)):
+        y, kv = decoder_layer(layers[str(i)], y, memory_kv[i], self_bias, cross_bias, heads, eps,
+                              drop, past[i])
+        self_kv.append(kv)
+    if "norm" in p["decoder"]:
+        y = layer_norm(p["decoder"]["norm"], y, eps)
+    return y, self_kv
+
+
+@dataclasses.dataclass(frozen=True)
+class Transformer(Module):
+    """The encoder-decoder Transformer with one embedding for source, target and output.
+
+    ``Transformer(vocab_size, d_model=256, nhead=4, num_encoder_layers=3,
+    num_decoder_layers=3, dim_feedforward=1024, dropout=0.1, final_norm=False, pad_id=0)``;
+    ``init(key)`` returns ``{"embedding": {"weight": (vocab, d)}, "transformer": <the names and
+    shapes of nn.Transformer(batch_first=True).state_dict()>}`` (``encoder.norm`` and
+    ``decoder.norm`` only with ``final_norm``). ``apply(params, src, tgt_in, key=None,
+    train=False)`` gives the logits ``(B, T, vocab)`` of the next target token at every
+    position of ``tgt_in``; ``src (B, S)`` and ``tgt_in (B, T)`` are right-padded with
+    ``pad_id``.
+
+    >>> import numpy as np, fgrad
+    >>> model = Transformer(20, d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+    ...                     dim_feedforward=16)
+    >>> params = model.init(fgrad.random.key(0))
+    >>> src, tgt_in = np.array([[5, 6, 7, 0]]), np.array([[1, 9, 4]])
+    >>> model.apply(params, src, tgt_in).shape
+    (1, 3, 20)
+    """
+
+    takes_key = True
+
+    vocab_size: int
+    d_model: int = 256
+    nhead: int = 4
+    num_encoder_layers: int = 3
+    num_decoder_layers: int = 3
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    final_norm: bool = False
+    layer_norm_eps: float = 1e-5
+    pad_id: int = 0
+    dtype: object = dtype_field()
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.d_model % self.nhead or self.d_model % 2:
+            raise ValueError(f"Transformer: d_model={self.d_model} must be even and divisible by "
+                             f"nhead={self.nhead}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"Transformer: dropout must be in [0, 1), got {self.dropout}")
+
+    def param_specs(self):
+        layer_options = dict(dim_feedforward=self.dim_feedforward, batch_first=True,
+                             dtype=self.dtype)
+        encoder = fnn.TransformerEncoderLayer(self.d_model, self.nhead, **layer_options)
+        decoder = fnn.TransformerDecoderLayer(self.d_model, self.nhead, **layer_options)
+        norm = fnn.LayerNorm(self.d_model, eps=self.layer_norm_eps, dtype=self.dtype)
+
+        def glorot(spec):      # nn.Transformer._reset_parameters: xavier_uniform_ if dim > 1
+            if len(spec.shape) < 2:
+                return spec
+            return ParamSpec(spec.shape, spec.dtype, fnn.init.xavier_uniform)
+
+        def stack(layer, n):
+            specs = {"layers": {str(i): fgrad.tree.map(glorot, layer.param_specs(),
+                                                       is_leaf=lambda s: isinstance(s, ParamSpec))
+                                for i in range(n)}}
+            if self.final_norm:
+                specs["norm"] = norm.param_specs()
+            return specs
+
+        embedding = functools.partial(fnn.init.normal, std=self.d_model ** -0.5)
+        return {"embedding": {"weight": ParamSpec((self.vocab_size, self.d_model), self.dtype,
+                                                  embedding)},
+                "transformer": {"encoder": stack(encoder, self.num_encoder_layers),
+                                "decoder": stack(decoder, self.num_decoder_layers)}}
+
+    # ---- the pieces -------------------------------------------------------------------------
+
+    def embed(self, params, ids, start=0):
+        """``sqrt(d) E[ids] + PE[start : start + T]`` for ``ids (B, T)``: ``(B, T, d)``."""
+        table = params["embedding"]["weight"]
+        t = shape_of(ids)[1]
+        positions = sinusoidal_positions(start + t, self.d_model, np.dtype(table.dtype))[start:]
+        return fnp.take(table, ids, axis=0) * math.sqrt(self.d_model) + positions
+
+    def encode(self, params, src, *, key=None, train=False):
+        """The encoder output ``(B, S, d)`` of ``src (B, S)`` (the memory)."""
+        drop = Dropout(self.dropout, key, train)
+        x = drop(self.embed(params, src))
+        return encode_stack(params["transformer"], x, src == self.pad_id, self.nhead,
+                            self.layer_norm_eps, drop)
+
+    def output_logits(self, params, y):
+        """``y E^T``: ``(B, T, d)`` -> ``(B, T, vocab)`` (the shared embedding)."""
+        b, t, d = shape_of(y)
+        logits = K.tied_head(fnp.reshape(y, (b * t, d)), params["embedding"]["weight"])
+        return fnp.reshape(logits, (b, t, self.vocab_size))
+
+    def apply(self, params, src, tgt_in, *, key=None, train=False):
+        """Teacher forcing: logits ``(B, T, vocab)``, ``[b, t]`` predicting ``tgt_in[b, t+1]``
+        (the target after ``tgt_in[b, :t+1]``), for sources ``src (B, S)``."""
+        self.check_params(params)
+        enc_key, dec_key = (None, None) if key is None else fgrad.random.split(key)
+        memory = self.encode(params, src, key=enc_key, train=train)
+        drop = Dropout(self.dropout, dec_key, train)
+        y = drop(self.embed(params, tgt_in))
+        y, _ = decode_stack(params["transformer"], y, memory, src == self.pad_id,
+                            tgt_in == self.pad_id, self.nhead, self.layer_norm_eps, drop)
+        return self.output_logits(params, y)
+
+    # ---- decoding with a cache ----------------------------------------------------------------
+
+    def start_decoding(self, params, src):
+        """Encode ``src (B, S)`` once: the decoding cache, a dict with the cross-attention keys
+        and values of every decoder layer (``memory_kv``), no self-attention keys yet
+        (``self_kv``), ``length`` 0 and the source padding ``src_pad``."""
+        memory = self.encode(params, src)
+        layers = params["transformer"]["decoder"]["layers"]
+        empty = np.zeros((shape_of(src)[0], self.nhead, 0, self.d_model // self.nhead),
+                         memory.dtype)
+        return {"memory_kv": [keys_values(layers[str(i)]["multihead_attn"], memory, self.nhead)
+                              for i in range(self.num_decoder_layers)],
+                "self_kv": [(empty, empty)] * self.num_decoder_layers,
+                "length": 0, "src_pad": src == self.pad_id}
+
+    def decode_step(self, params, tokens, cache):
+        """The logits ``(B, T, vocab)`` of the ``tokens (B, T)`` that follow the cached ones,
+        and the cache with them appended. The same logits as :meth:`apply` on all tokens so far
+        (no target padding, no dropout)."""
+        y = self.embed(params, tokens, start=cache["length"])
+        y, self_kv = decode_stack(params["transformer"], y, None, cache["src_pad"], None,
+                                  self.nhead, self.layer_norm_eps, Dropout(0.0), cache)
+        return self.output_logits(params, y), {**cache, "self_kv": self_kv,
+                                               "length": cache["length"] + shape_of(tokens)[1]}
+
+
+def reorder_cache(cache, rows):
+    """The cache of the decoder rows ``rows``: beam search keeps some hypotheses (twice, or not
+    at all). ``rows`` never leave their source's block of rows, so the encoder's part stays."""
+    return {**cache, "self_kv": [(k[rows], v[rows]) for k, v in cache["self_kv"]]}
+
+
+# --------------------------------------------------------------------------------------------
+# Loss, learning rate, optimizer
+# --------------------------------------------------------------------------------------------
+
+def label_smoothed_loss(logits, targets, pad_id, smoothing=0.1):
+    """Mean over the real target tokens (``targets != pad_id``) of the cross-entropy against
+    the smoothed target ``(1 - smoothing) onehot(y) + smoothing / V`` (section 5.4; torch's
+    ``cross_entropy(label_smoothing=smoothing, ignore_index=pad_id)``).
+
+    ``logits (B, T, V)``, ``targets (B, T)``."""
+    v = shape_of(logits)[-1]
+    return F.cross_entropy(fnp.reshape(logits, (-1, v)), np.reshape(targets, (-1,)),
+                           ignore_index=pad_id, label_smoothing=smoothing)
+
+
+def inverse_sqrt_schedule(d_model, warmup_steps, factor=1.0):
+    """The paper's learning rate (eq. 3), ``factor d^-0.5 min(s^-0.5, s warmup^-1.5)`` at step
+    ``s = count + 1``: linear warm-up to ``factor (d warmup)^-0.5`` at ``s = warmup``, then
+    ``1 / sqrt(s)``. A ``foptim`` schedule (``count`` = updates done before this one)."""
+    if warmup_steps < 1:
+        raise ValueError(f"inverse_sqrt_schedule: warmup_steps must be a positive number of "
+                         f"steps, got {warmup_steps}")
+
+    def schedule(count):
+        step = count + 1.0
+        return factor * d_model ** -0.5 * fnp.minimum(step ** -0.5, step * warmup_steps ** -1.5)
+
+    return schedule
+
+
+def make_optimizer(args):
+    """Adam, ``b1 = 0.9, b2 = 0.98, eps = 1e-9`` (section 5.3), on the inverse-sqrt schedule;
+    global-norm clipping first when ``--clip`` is set (the paper has none). Returns
+    ``(optimizer, schedule)``."""
+    schedule = inverse_sqrt_schedule(args.d_model, args.warmup, args.lr_factor)
+    adam = foptim.adam(schedule, b1=0.9, b2=0.98, eps=1e-9)
+    if args.clip:
+        return foptim.chain(foptim.clip_by_global_norm(args.clip), adam), schedule
+    return adam, schedule
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding: greedy and beam search, with the encoder run once and the decoder's keys cached
+# --------------------------------------------------------------------------------------------
+
+def _next_log_probs(model, params, last, cache, banned):
+    """``log p(next token)`` ``(rows, V)`` after the tokens ``last (rows,)``, and the cache;
+    ``banned`` tokens (padding, ``<s>``) get ``-inf``."""
+    logits, cache = model.decode_step(params, last[:, None], cache)
+    logits = np.asarray(logits[:, -1], np.float64)
+    logits[:, list(banned)] = -np.inf
+    top = logits.max(axis=1, keepdims=True)
+    return logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True)), cache
+
+
+def greedy_search(model, params, src, max_len, bos_id, eos_id, banned=()):
+    """The most likely next token, step after step, until ``eos_id`` or ``max_len`` tokens:
+    one list of token ids per source (``</s>`` not included). ``src (B, S)``, right-padded."""
+    cache = model.start_decoding(params, src)
+    batch = shape_of(src)[0]
+    last, done = np.full(batch, bos_id), np.zeros(batch, bool)
+    out = [[] for _ in range(batch)]
+    for _ in range(max_len):
+        log_probs, cache = _next_log_probs(model, params, last, cache, banned)
+        last = log_probs.argmax(axis=1)
+        for i in np.flatnonzero(~done & (last != eos_id)):
+            out[i].append(int(last[i]))
+        done |= last == eos_id
+        if done.all():
+            break
+    return out
+
+
+def length_penalty(length, alpha):
+    """GNMT's ``lp(Y) = ((5 + |Y|) / 6)^alpha`` (Wu et al. 2016, eq. 14)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def beam_search(model, params, src, max_len, bos_id, eos_id, beam=4, alpha=0.6, banned=()):
+    """Beam search scored by ``log P(Y) / lp(Y)``: ``(tokens, scores)``, the best hypothesis of
+    each source (``</s>`` not included) and its score.
+
+    ``beam`` hypotheses per source; each step extends all of them by every token and ranks
+    the ``2 beam`` best extensions by ``log P``; an extension by ``eos_id`` ranked among the
+    first ``beam`` ends a hypothesis (scored ``log P / lp(|Y|)``, ``|Y|`` counting ``</s>``), the
+    best ``beam`` others go on. A source is done when ``beam`` hypotheses have ended (fairseq's
+    rule); at ``max_len`` tokens the unfinished ones end too (scored without ``</s>``). With
+    ``beam=1`` this is :func:`greedy_search`, for any ``alpha``.
+    """
+    batch, k = shape_of(src)[0], beam
+    cache = model.start_decoding(params, src)
+    rows = np.repeat(np.arange(batch), k)          # row b k + j: hypothesis j of source b
+    cache = {**cache, "src_pad": cache["src_pad"][rows],
+             "memory_kv": [(kk[rows], vv[rows]) for kk, vv in cache["memory_kv"]],
+             "self_kv": [(kk[rows], vv[rows]) for kk, vv in cache["self_kv"]]}
+    scores = np.full((batch, k), -np.inf)
+    scores[:, 0] = 0.0                             # one live hypothesis (<s>) to start from
+    hypotheses = np.zeros((batch, k, 0), np.int64)
+    last = np.full(batch * k, bos_id)
+    finished = [[] for _ in range(batch)]          # (score / lp, tokens) per source
+    done = np.zeros(batch, bool)
+    for step in range(max_len):
+        log_probs, cache = _next_log_probs(model, params, last, cache, banned)
+        vocab = log_probs.shape[1]
+        total = (scores[:, :, None] + log_probs.reshape(batch, k, vocab)).reshape(batch, -1)
+        best = np.argpartition(-total, 2 * k - 1, axis=1)[:, :2 * k]
+        best = np.take_along_axis(best, np.argsort(-np.take_along_axis(total, best, axis=1),
+                                                   axis=1, kind="stable"), axis=1)
+        cand_scores = np.take_along_axis(total, best, axis=1)          # (B, 2k), best first
+        cand_beam, cand_token = best // vocab, best % vocab
+        ends = (cand_token == eos_id) & np.isfinite(cand_scores)
+        penalty = length_penalty(step + 1, alpha)
+        for i, r in zip(*np.nonzero(ends[:, :k] & ~done[:, None])):
+            finished[i].append((cand_scores[i, r] / penalty, hypotheses[i, cand_beam[i, r]]))
+        go_on = np.argsort(cand_token == eos_id, axis=1, kind="stable")[:, :k]   # non-</s> first
+        beams = np.take_along_axis(cand_beam, go_on, axis=1)
+        tokens = np.take_along_axis(cand_token, go_on, axis=1)
+        scores = np.take_along_axis(cand_scores, go_on, axis=1)
+        hypotheses = np.concatenate([np.take_along_axis(hypotheses, beams[:, :, None], axis=1),
+                                     tokens[:, :, None]], axis=2)
+        cache = reorder_cache(cache, (np.arange(batch)[:, None] * k + beams).ravel())
+        last = tokens.ravel()
+        done |= np.array([len(f) >= k for f in finished])
+        if done.all():
+            break
+    penalty = length_penalty(hypotheses.shape[2], alpha)
+    for i in np.flatnonzero(~done):                # out of steps: the live hypotheses end here
+        finished[i] += [(scores[i, j] / penalty, hypotheses[i, j]) for j in range(k)
+                        if np.isfinite(scores[i, j])]
+    best = [max(f, key=lambda pair: pair[0]) for f in finished]
+    return [[int(t) for t in tokens] for _, tokens in best], np.array([s for s, _ in best])
