@@ -115,7 +115,7 @@ def test_encoder_layer_matches_torch(sizes):
     cotangent = rng.normal(size=(b, s, 8))
 
     def ours(p, x):
-        out = T.encoder_layer(p, x, T.padding_bias(pad, np.float64), h, 1e-5, T.Dropout(0.0))
+        out = T.encoder_layer(p, x, T.padding_bias(pad, np.float64), h, 1e-5, T.Dropout())
         return (out * cotangent).sum(), out
 
     (_, out), grads = fgrad.value_and_grad(ours, argnums=(0, 1), has_aux=True)(params, x)
@@ -142,7 +142,7 @@ def test_decoder_layer_matches_torch(sizes):
         self_bias = T.causal_bias(t, np.float64) + T.padding_bias(tgt_pad, np.float64)
         memory_kv = T.keys_values(p["multihead_attn"], memory, h)
         out, _ = T.decoder_layer(p, y, memory_kv, self_bias, T.padding_bias(src_pad, np.float64),
-                                 h, 1e-5, T.Dropout(0.0))
+                                 h, 1e-5, T.Dropout())
         return (out * cotangent).sum(), out
 
     (_, out), grads = fgrad.value_and_grad(ours, argnums=(0, 1, 2), has_aux=True)(params, y,
@@ -186,7 +186,7 @@ def test_encoder_decoder_stack_matches_torch(final_norm, sizes):
     cotangent = rng.normal(size=(b, t, 8))
 
     def ours(p, x, y):
-        drop = T.Dropout(0.0)
+        drop = T.Dropout()
         memory = T.encode_stack(p, x, src_pad, h, 1e-5, drop)
         out, _ = T.decode_stack(p, y, memory, src_pad, tgt_pad, h, 1e-5, drop)
         return (out * cotangent).sum(), out
@@ -276,7 +276,8 @@ def test_sinusoidal_positions_are_the_papers():
 
 def test_dropout_is_seeded_and_off_in_evaluation():
     model = T.Transformer(13, d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
-                          dim_feedforward=12, dropout=0.3, dtype=np.float64)
+                          dim_feedforward=12, dropout=0.3, attention_dropout=0.2,
+                          activation_dropout=0.1, dtype=np.float64)
     params = model.init(fgrad.random.key(0))
     src, tgt_in = np.array([[3, 4, 5, 0]]), np.array([[1, 6, 7]])
     key = fgrad.random.key(4)
@@ -310,6 +311,17 @@ def test_label_smoothed_loss_matches_torch(batch, length, vocab, smoothing, seed
     t_loss.backward()
     assert_close(loss, t_loss.item(), "loss")
     assert_close(grad, t_logits.grad.numpy(), "gradient")
+    # traced (fgrad.jit): fnn.functional.cross_entropy instead of the fused NumPy kernel
+    loss, grad = fgrad.jit(fgrad.value_and_grad(T.label_smoothed_loss),
+                           static_argnums=(2, 3))(logits, targets, 0, smoothing)
+    assert_close(loss, t_loss.item(), "loss (jit)")
+    assert_close(grad, t_logits.grad.numpy(), "gradient (jit)")
+
+
+def test_label_smoothed_loss_of_only_padding_is_nan_with_zero_gradient():
+    logits = np.random.default_rng(0).normal(size=(2, 3, 5))
+    loss, grad = fgrad.value_and_grad(T.label_smoothed_loss)(logits, np.zeros((2, 3), int), 0)
+    assert np.isnan(loss) and not grad.any()            # torch: nan, and zeros
 
 
 def test_inverse_sqrt_schedule_is_equation_3():
