@@ -1,6 +1,6 @@
 """``fgrad.jit`` against eager fgrad, hand-written NumPy (the floor) and torch eager.
 
-Three workloads (issue 8):
+Five workloads (issue 8; W4 was never defined):
 
 * W1: ``grad`` of a chain of 200 elementwise ops on float64[16], in microseconds per op: pure
   overhead, where tracing and taping dominate eager fgrad and a replay of NumPy calls is all
@@ -9,11 +9,19 @@ Three workloads (issue 8):
   in steps per second. Aim: jit at or above the NumPy floor.
 * W3: per-example gradients, ``vmap(grad(loss))`` of a 784-128-10 MLP, batch 64, float64, in
   ms. Aim: jit within 1.1x of the floor.
+* W5: one AdamW step of a GPT-2 of 4 layers, width 128, 4 heads, context 128, vocabulary 2,048,
+  batch 8, float32 (``fnn.models.GPT2``), in tokens per second, against Hugging Face's
+  ``GPT2LMHeadModel`` with the same weights and ``torch.optim.AdamW``. Aim: jit at or above
+  jax.jit (stretch: torch eager); first call under a second.
+* W6: one SGD step of a CNN (3x3 conv 3->32, ReLU, 2x2 max pool, 3x3 conv 32->64, ReLU, pool,
+  linear 4096->10), batch 32 of 3x32x32, float32, in steps per second; the floor is a
+  hand-written im2col forward and backward pass. Aim: jit at or above the floor.
 
 The first call of each jitted function (trace + optimise + generate + compile) is timed once
 and printed. Every variant is checked against the others before timing. jax is not a
-dependency; when it is installed a ``jax.jit`` column could be added, otherwise a note says
-it is skipped. Timings on a shared machine are noisy: compare ratios, run twice.
+dependency; when it is installed (the ``bench`` extra) the ``jax.jit`` column runs the same
+workloads written in ``jax.numpy`` (``benchmarks/jax_reference.py``), checked against fgrad's
+results first. Timings on a shared machine are noisy: compare ratios, run twice.
 
     python -m benchmarks.bench_jit [--threads 1]
 """
@@ -24,6 +32,7 @@ import numpy as np
 
 import fgrad
 import fgrad.numpy as fnp
+from benchmarks import jax_reference
 from benchmarks._timing import best_time, print_table
 from benchmarks.bench_per_example import init as init_small, loss as example_loss
 from benchmarks.bench_per_example import numpy_per_example_grads
@@ -101,10 +110,27 @@ def w1(rows, compile_rows, n_ops=200, size=16):
         row.append(f"{best_time(torch_grad, number=20) / n * 1e6:.2f}")
     else:
         row.append("-")
+    t_jax = _jax_time(lambda: jax_reference.w1(x, n_iter), got, "W1", 1e-10, number=50)
+    row.append(_cell(t_jax, lambda t: f"{t / n * 1e6:.2f}"))
     row.append(f"{t_jit / t_np:.2f}")
     rows.append(row)
     lowered = jitted.lower(x)
     compile_rows.append(("W1", f"{t_compile * 1e3:.1f}", _passes(lowered), lowered.buffer_reuse))
+
+
+def _jax_time(build, expected, what, tol, **timing):
+    """Seconds per call of the jax.jit variant (checked against fgrad's result), or None."""
+    if not jax_reference.available():
+        return None
+    run, _ = build()
+    got = jax_reference.ready(run)()
+    _check(fgrad.tree.leaves(jax_reference.jax.device_get(got)), fgrad.tree.leaves(expected),
+           f"{what} jax vs fgrad", tol)
+    return best_time(jax_reference.ready(run), **timing)
+
+
+def _cell(t, fmt):
+    return "-" if t is None else fmt(t)
 
 
 def _passes(lowered):
@@ -210,6 +236,8 @@ def w2(rows, compile_rows, batch=128, dtype=np.float32):
         row.append(f"{1 / best_time(torch_step):.0f}")
     else:
         row.append("-")
+    t_jax = _jax_time(lambda: jax_reference.w2(params, x, onehot, LR), got, "W2", 1e-4)
+    row.append(_cell(t_jax, lambda t: f"{1 / t:.0f}"))
     row.append(f"{t_np / t_jit:.2f} of floor's rate")
     rows.append(row)
     lowered = jitted.lower(params, x, onehot)
@@ -248,6 +276,8 @@ def w3(rows, compile_rows, batch=64, hidden=128):
         row.append(f"{best_time(lambda: tgrad(tp, xt, yt)) * 1e3:.2f}")
     else:
         row.append("-")
+    t_jax = _jax_time(lambda: jax_reference.w3(params, x, y), got, "W3", 1e-10)
+    row.append(_cell(t_jax, lambda t: f"{t * 1e3:.2f}"))
     row.append(f"{t_jit / t_np:.2f}")
     rows.append(row)
     lowered = jitted.lower(params, x, y)
@@ -316,6 +346,9 @@ def w5(rows, compile_rows):
         row.append(f"{tokens / best_time(torch_step, number=2, repeat=3):,.0f}")
     else:
         row.append("-")
+    t_jax = _jax_time(lambda: jax_reference.w5(params, ids, c["n_head"], 3e-4, 0.1), got, "W5",
+                      1e-3, number=2, repeat=3)
+    row.append(_cell(t_jax, lambda t: f"{tokens / t:,.0f}"))
     row.append(f"{t_eager / t_jit:.2f}x eager")
     rows.append(row)
     lowered = jitted.lower(params, state, ids)
@@ -443,6 +476,9 @@ def w6(rows, compile_rows, batch=32, dtype=np.float32):
         row.append(f"{1 / best_time(torch_step, number=3, repeat=3):.1f}")
     else:
         row.append("-")
+    t_jax = _jax_time(lambda: jax_reference.w6(params, x, onehot, LR), got, "W6", 1e-4,
+                      number=3, repeat=3)
+    row.append(_cell(t_jax, lambda t: f"{1 / t:.1f}"))
     row.append(f"{t_np / t_jit:.2f} of floor's rate")
     rows.append(row)
     lowered = jitted.lower(params, x, onehot)
@@ -463,11 +499,8 @@ def main(argv=None):
             print("threadpoolctl is not installed: BLAS uses its default thread count")
         if torch is not None:
             torch.set_num_threads(args.threads)
-    try:
-        import jax  # noqa: F401
-        print("jax is installed, but this benchmark has no jax.jit column yet")
-    except ImportError:
-        print("jax is not installed: the jax.jit column is skipped")
+    if not jax_reference.available():
+        print("jax is not installed (pip install -e '.[bench]'): the jax.jit column is skipped")
     if torch is None:
         print("torch is not installed: the torch column is skipped")
     rows, compile_rows = [], []
@@ -476,7 +509,7 @@ def main(argv=None):
             run(rows, compile_rows)
     print_table("fgrad.jit (best of 5; noisy on a shared machine)",
                 ("workload", "fgrad eager", "fgrad.jit", "NumPy floor", "torch eager",
-                 "jit vs floor"), rows)
+                 "jax.jit", "jit vs floor"), rows)
     print_table("first call of the jitted function (trace + passes + codegen + compile)",
                 ("workload", "first call ms", "equations", "buffers reused"), compile_rows)
 
