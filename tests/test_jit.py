@@ -200,6 +200,22 @@ def test_transforms_compose_around_jit_to_any_depth():
     assert "jit_call" not in text and "sin" in text
 
 
+def test_custom_jvp_and_checkpoint_rules_survive_under_transforms_of_jit():
+    @fgrad.custom_jvp
+    def f(x):
+        return fnp.sin(x)
+    f.defjvp(lambda p, t: (fnp.sin(p[0]), 2.0 * t[0]))     # not sin's derivative: visible
+    g = lambda x: fnp.sum(f(x) * x)   # noqa: E731
+    x = np.linspace(0.2, 1, 3)
+    close(fgrad.grad(fgrad.jit(g))(x), 2.0 * x + np.sin(x))
+    close(fgrad.jvp(fgrad.jit(g), (x,), (np.ones(3),))[1], np.sum(2.0 * x + np.sin(x)))
+    close(fgrad.vmap(fgrad.grad(fgrad.jit(g)))(np.stack([x, 2 * x])),
+          np.stack([2.0 * x + np.sin(x), 4.0 * x + np.sin(2 * x)]))
+    h = lambda x: fnp.sum(fgrad.checkpoint(lambda y: fnp.tanh(y) ** 2)(x))   # noqa: E731
+    close(fgrad.grad(fgrad.jit(h))(x), fgrad.grad(h)(x))
+    close(fgrad.hessian(fgrad.jit(h))(x), fgrad.hessian(h)(x))
+
+
 def test_jit_under_grad_closing_over_an_outer_tracer():
     x0 = np.arange(3.0)
 
