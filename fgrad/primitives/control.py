@@ -35,8 +35,8 @@ transform (and jit) handles; that is what makes ``grad(grad(scan))``, ``vmap(gra
   carry ``(ct of the consts, summed; ct of the carry)``, xs ``(residuals, ct of ys)`` and ys
   ``ct of xs``. Equations that read only consts (``w.T``) are put in both, so no loop-invariant
   value is stacked. Memory is that of the unrolled loop's tape (the residuals of every step),
-  compute is one forward and one backward pass. The cotangents of the consts are accumulated
-  for every float const, tracked or not (the rule is not told which operands the tape tracks).
+  compute is one forward and one backward pass. Only the consts and xs the tape tracks get
+  cotangents (the rule is told which, ``takes_tracked``): a loop over data computes none for it.
 * **VJP** of ``cond``: the forward pass runs the chosen branch; the backward pass is a ``cond`` on
   the same index whose branches recompute their branch under reverse mode and pull back.
 * **VJP** of ``while``: an error naming ``fori_loop`` and ``scan`` (the trip count is known only
@@ -126,7 +126,7 @@ def _zeros(aval):
 
 
 def _is_float_aval(aval):
-    return aval.dtype.kind == "f"
+    return aval.dtype.kind in "fc"   # differentiable: real floating or complex
 
 
 def _pick(values, mask):
@@ -308,14 +308,18 @@ def _scan_jvp(primals, tangents, *, jaxpr, num_consts, num_carry, length, revers
     return c_out + ys, _expand(c_out_dot, c_nz) + _expand(ys_dot, y_f)
 
 
-def _scan_vjp_fwd(primals, *, jaxpr, num_consts, num_carry, length, reverse):
+def _scan_vjp_fwd(primals, *, tracked, jaxpr, num_consts, num_carry, length, reverse):
     # One step's VJP, (consts, carry_i, x_i, ct_carry_out, ct_y_i) -> (ct_consts, ct_carry_in,
     # ct_x_i), staged once and split by partial evaluation: what does not depend on cotangents
     # runs in the forward scan, which stacks the values the rest needs (the residuals); the
     # backward scan runs the rest in the opposite direction, ct_consts summed in its carry.
     nc, ncar = num_consts, num_carry
     consts, init, xs = _split(primals, nc, ncar)
-    step, extra, res_avals = _scan_vjp_step(jaxpr, nc, ncar, len(xs))
+    # cotangents for the consts and xs the tape tracks only (the data a loop reads get none)
+    k_t, _, x_t = _split(tracked, nc, ncar)
+    k_t, x_t = tuple(k_t), tuple(x_t)
+    step, extra, res_avals = _derived(jaxpr, ("scan_vjp", nc, ncar, k_t, x_t),
+                                      lambda: _scan_vjp_step(jaxpr, nc, ncar, len(xs), k_t, x_t))
     fwd, bwd, n_res = step
     outs = scan_p.bind(*extra, *primals, jaxpr=fwd, num_consts=len(extra) + nc, num_carry=ncar,
                        length=length, reverse=reverse)
@@ -325,8 +329,10 @@ def _scan_vjp_fwd(primals, *, jaxpr, num_consts, num_carry, length, reverse):
     def backward(cts):
         k_av, c_av, x_av = _split(_in_avals(jaxpr), nc, ncar)
         y_av = _out_avals(jaxpr)[ncar:]
-        k_f, c_f = [_is_float_aval(a) for a in k_av], [_is_float_aval(a) for a in c_av]
-        x_f, y_f = [_is_float_aval(a) for a in x_av], [_is_float_aval(a) for a in y_av]
+        k_f = [t and _is_float_aval(a) for a, t in zip(k_av, k_t)]
+        c_f = [_is_float_aval(a) for a in c_av]
+        x_f = [t and _is_float_aval(a) for a, t in zip(x_av, x_t)]
+        y_f = [_is_float_aval(a) for a in y_av]
         acc0 = [_zeros(a) for a in _pick(k_av, k_f)]
         operands = extra + consts + acc0 + _pick(cts[:ncar], c_f) + residuals + _pick(cts[ncar:], y_f)
         outs = scan_p.bind(*operands, jaxpr=bwd, num_consts=len(extra) + nc,
@@ -336,10 +342,12 @@ def _scan_vjp_fwd(primals, *, jaxpr, num_consts, num_carry, length, reverse):
     return ans, backward
 
 
+_scan_vjp_fwd.takes_tracked = True
+
 _INVARIANT, _FORWARD, _BACKWARD = 0, 1, 2
 
 
-def _scan_vjp_step(jaxpr, nc, ncar, nx):
+def _scan_vjp_step(jaxpr, nc, ncar, nx, k_tracked=None, x_tracked=None):
     """``((fwd, bwd, n_res), extra_consts, residual avals)`` for the VJP of a scan body.
 
     ``fwd(extra, consts, carry, x) -> (carry, y, *residuals)`` is the body followed by the
@@ -350,8 +358,10 @@ def _scan_vjp_step(jaxpr, nc, ncar, nx):
     """
     k_av, c_av, x_av = _split(_in_avals(jaxpr), nc, ncar)
     y_av = _out_avals(jaxpr)[ncar:]
-    k_f, c_f = [_is_float_aval(a) for a in k_av], [_is_float_aval(a) for a in c_av]
-    x_f, y_f = [_is_float_aval(a) for a in x_av], [_is_float_aval(a) for a in y_av]
+    k_f = [t and _is_float_aval(a) for a, t in zip(k_av, k_tracked or [True] * nc)]
+    c_f = [_is_float_aval(a) for a in c_av]
+    x_f = [t and _is_float_aval(a) for a, t in zip(x_av, x_tracked or [True] * nx)]
+    y_f = [_is_float_aval(a) for a in y_av]
     nkf, ncf = sum(k_f), sum(c_f)
 
     def step(*args):
