@@ -52,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 
 import numpy as np
 
@@ -64,7 +65,15 @@ from fgrad.core import shape_of
 from fnn.layers.base import Module, ParamSpec, dtype_field
 from fnn.models import _kernels as K
 
+from . import common
+from .datasets import DOCSTRING_SOURCES, first_sentence, load_docstring_pairs
+from .seq2seq import (BOS, EOS, PAD, Vocabulary, bucketed_batches, crop, encode_pairs,
+                      padded_length)
+
 NAME = "transformer"
+#: The measured default run (README, "Examples"), quoted at the end of a --quick run.
+FULL_RUN = "python -m examples.transformer (see the README's transformer section for its result)"
+EPOCHS = 12
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,10 +484,12 @@ def inverse_sqrt_schedule(d_model, warmup_steps, factor=1.0):
 
 
 def make_optimizer(args):
-    """Adam, ``b1 = 0.9, b2 = 0.98, eps = 1e-9`` (section 5.3), on the inverse-sqrt schedule;
-    global-norm clipping first when ``--clip`` is set (the paper has none). Returns
-    ``(optimizer, schedule)``."""
-    schedule = inverse_sqrt_schedule(args.d_model, args.warmup, args.lr_factor)
+    """Adam, ``b1 = 0.9, b2 = 0.98, eps = 1e-9`` (section 5.3), on :func:`inverse_sqrt_schedule`
+    scaled so that its peak (at step ``--warmup``) is ``--lr`` (the paper's factor 1 peaks at
+    ``(d warmup)^-0.5``: 7.0e-4 for its base model); global-norm clipping first when ``--clip``
+    is set (the paper has none). Returns ``(optimizer, schedule)``."""
+    factor = args.lr * math.sqrt(args.d_model * args.warmup)
+    schedule = inverse_sqrt_schedule(args.d_model, args.warmup, factor)
     adam = foptim.adam(schedule, b1=0.9, b2=0.98, eps=1e-9)
     if args.clip:
         return foptim.chain(foptim.clip_by_global_norm(args.clip), adam), schedule
@@ -575,3 +586,232 @@ def beam_search(model, params, src, max_len, bos_id, eos_id, beam=4, alpha=0.6, 
                         if np.isfinite(scores[i, j])]
     best = [max(f, key=lambda pair: pair[0]) for f in finished]
     return [[int(t) for t in tokens] for _, tokens in best], np.array([s for s, _ in best])
+
+
+# --------------------------------------------------------------------------------------------
+# Data (examples.seq2seq's tokens and batches, so that the two BLEU scores are comparable)
+# --------------------------------------------------------------------------------------------
+
+def teacher_forcing(targets):
+    """``(tgt_in, tgt_out)`` from right-padded targets ``summary </s>``: the decoder reads
+    ``<s> summary`` (the ``</s>`` that ends it never needs reading) and predicts ``summary </s>``."""
+    tgt_in = np.concatenate([np.full((len(targets), 1), BOS), targets[:, :-1]], axis=1)
+    return np.where(tgt_in == EOS, PAD, tgt_in), targets
+
+
+def decode_split(model, params, vocab, sources, max_len, beam=1, alpha=0.6, batch_size=64):
+    """The decoded text of every source, greedy (``beam=1``) or by beam search, in batches of
+    sources of similar length (each cut to its longest, rounded up to 16 tokens)."""
+    lengths = (sources != PAD).sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    texts = [None] * len(sources)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = sources[idx, :padded_length(lengths[idx].max(), 16)]
+        if beam == 1:
+            out = greedy_search(model, params, batch, max_len, BOS, EOS, banned=(PAD, BOS))
+        else:
+            out, _ = beam_search(model, params, batch, max_len, BOS, EOS, beam, alpha,
+                                 banned=(PAD, BOS))
+        for row, i in enumerate(idx):
+            texts[i] = vocab.decode(out[row])
+    return texts
+
+
+# --------------------------------------------------------------------------------------------
+# Command line and run
+# --------------------------------------------------------------------------------------------
+
+def make_parser():
+    parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=EPOCHS, batch_size=32,
+                                lr=1e-3)
+    for action in parser._actions:
+        if action.dest == "lr":
+            action.help = ("the peak learning rate, reached at step --warmup (the paper's "
+                           "schedule with factor 1 peaks at (d_model warmup)^-0.5)")
+        elif action.dest == "quick":
+            action.help = ("a sanity run, seconds long and far from the stated result: 1 epoch "
+                           "on at most 512 training pairs, 64 validation and test pairs, a "
+                           "500-token vocabulary, a 2-layer model of width 64")
+    add = parser.add_argument
+    add("--sources", nargs="+", default=list(DOCSTRING_SOURCES),
+        help="where the docstrings come from: stdlib and installed packages")
+    add("--roots", nargs="+", default=None, metavar="DIR",
+        help="read the .py files under these folders instead of --sources (a folder with "
+             "__init__.py is a package of that name)")
+    add("--max-body-words", type=int, default=64, help="bodies are cut to this many words")
+    add("--bpe-vocab", type=int, default=4000, help="BPE vocabulary size (with the 3 special ids)")
+    add("--max-source", type=int, default=96, help="source tokens kept")
+    add("--max-target", type=int, default=32, help="target tokens kept (+ </s>)")
+    add("--d-model", type=int, default=128, help="width of the model (the paper's base: 512)")
+    add("--heads", type=int, default=4, help="attention heads (base: 8)")
+    add("--layers", type=int, default=3, help="encoder layers, and decoder layers (base: 6)")
+    add("--ff", type=int, default=512, help="hidden units of the feed-forward blocks (base: 2048)")
+    add("--dropout", type=float, default=0.1,
+        help="dropout on sub-layer outputs and embedding sums (the paper's P_drop)")
+    add("--attention-dropout", type=float, default=0.0, help="dropout on attention weights")
+    add("--activation-dropout", type=float, default=0.0,
+        help="dropout on the feed-forward blocks' hidden units")
+    add("--label-smoothing", type=float, default=0.1, help="e of the smoothed targets")
+    add("--warmup", type=int, default=400, help="warm-up steps of the learning rate (base: 4000)")
+    add("--clip", type=float, default=0.0, help="clip the gradient's global norm (0: never)")
+    add("--final-norm", action="store_true",
+        help="a LayerNorm after each stack, as torch.nn.Transformer (not in the paper)")
+    add("--beam", type=int, default=4, help="beam size for the test decoding")
+    add("--length-alpha", type=float, default=0.6,
+        help="GNMT length-penalty exponent of beam search (0: raw log p)")
+    add("--max-decode", type=int, default=40, help="longest decoded summary")
+    add("--eval-every", type=int, default=1, help="epochs between validation BLEU scores")
+    parser.set_defaults(jit=False)
+    return parser
+
+
+def main(argv=None):
+    """Run the example with command-line arguments ``argv``; returns the final metrics and history."""
+    return common.run_main(make_parser, run, argv)
+
+
+def run(args):
+    start = time.perf_counter()
+    pairs = load_docstring_pairs(args.sources, roots=args.roots, seed=args.seed,
+                                 max_body_words=args.max_body_words)
+    if args.quick:
+        args.train_size = min(args.train_size or 512, 512)
+        args.test_size = min(args.test_size or 64, 64)
+        args.bpe_vocab = min(args.bpe_vocab, 500)
+        args.d_model, args.ff, args.layers = min(args.d_model, 64), min(args.ff, 128), 2
+        args.beam, args.warmup = min(args.beam, 2), min(args.warmup, 20)
+    train = pairs["train"][:args.train_size]
+    valid = pairs["valid"][:args.test_size]
+    test = pairs["test"][:args.test_size]
+    if not train or not valid or not test:
+        raise ValueError(f"transformer: a split is empty (train {len(train)}, valid "
+                         f"{len(valid)}, test {len(test)} pairs); read more modules (--sources, "
+                         f"--roots)")
+    vocab = Vocabulary([p.body for p in train] + [p.summary for p in train], args.bpe_vocab)
+    arrays = {name: encode_pairs(vocab, split, args.max_source, args.max_target)
+              for name, split in (("train", train), ("valid", valid), ("test", test))}
+    print(f"{len(train)} training, {len(valid)} validation, {len(test)} test pairs; BPE "
+          f"vocabulary of {vocab.vocab_size} ids; median source "
+          f"{int(np.median((arrays['train'][0] != PAD).sum(1)))} tokens, target "
+          f"{int(np.median((arrays['train'][1] != PAD).sum(1)))} "
+          f"({time.perf_counter() - start:.1f} s)")
+
+    # the baseline: the first sentence of the body, as the summary
+    references = {name: [p.summary for p in split] for name, split in
+                  (("valid", valid), ("test", test))}
+    baseline = {f"copy_{name}_bleu": fnn.text.corpus_bleu(
+        [first_sentence(p.body) for p in split], references[name]).score
+        for name, split in (("valid", valid), ("test", test))}
+    print(f"baseline (the body's first sentence): validation BLEU "
+          f"{baseline['copy_valid_bleu']:.2f}, test BLEU {baseline['copy_test_bleu']:.2f}")
+
+    model = Transformer(vocab.vocab_size, args.d_model, args.heads, args.layers, args.layers,
+                        args.ff, args.dropout, args.attention_dropout, args.activation_dropout,
+                        args.final_norm, pad_id=PAD)
+    key, init_key, data_key = fgrad.random.split(fgrad.random.key(args.seed), 3)
+    params = model.init(init_key)
+    print(f"Transformer: {fnn.utils.count_params(params):,} parameters, {args.layers} + "
+          f"{args.layers} layers of width {args.d_model}, {args.heads} heads, feed-forward "
+          f"{args.ff}")
+    steps_per_epoch = len(train) // args.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"transformer: {len(train)} training pairs make no batch of "
+                         f"{args.batch_size}; lower --batch-size")
+    optimizer, schedule = make_optimizer(args)
+
+    def loss(params, batch, key=None, train=True):
+        """Label-smoothed cross-entropy of the next target token (teacher forcing)."""
+        src, tgt_in, tgt_out = batch
+        logits = model.apply(params, src, tgt_in, key=key, train=train)
+        return label_smoothed_loss(logits, tgt_out, PAD, args.label_smoothing)
+
+    loss_and_grad = fgrad.value_and_grad(loss)
+
+    def update(params, opt_state, batch, key):
+        """One step: the loss and its gradient (dropout by ``key``), then Adam."""
+        value, grads = loss_and_grad(params, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return foptim.apply_updates(params, updates), opt_state, {"loss": value}
+
+    if args.jit:
+        update = fgrad.jit(update)         # one trace per (source, target) padded shape
+
+    source_lengths = (arrays["train"][0] != PAD).sum(axis=1)
+    epoch = {"batches": [], "step": 0}
+
+    def make_batch(key):
+        """The next batch of the epoch (a new bucketed epoch when one ends), cropped."""
+        if not epoch["batches"]:
+            epoch["batches"] = bucketed_batches(key, source_lengths, args.batch_size)
+        idx = epoch["batches"].pop()
+        src, targets = crop(arrays["train"][0][idx], arrays["train"][1][idx])
+        return (src, *teacher_forcing(targets))
+
+    def step(params, opt_state, batch, key):
+        params, opt_state, metrics = update(params, opt_state, batch, key)
+        metrics["lr"] = float(schedule(epoch["step"]))
+        epoch["step"] += 1
+        return params, opt_state, metrics
+
+    def valid_loss(params):
+        total, count = 0.0, 0
+        sources, targets = arrays["valid"]
+        for i in range(0, len(sources), 128):
+            src, tgt = crop(sources[i:i + 128], targets[i:i + 128])
+            tokens = int((tgt != PAD).sum())
+            total += float(loss(params, (src, *teacher_forcing(tgt)), train=False)) * tokens
+            count += tokens
+        return total / count
+
+    best = {"val_bleu": -1.0}
+
+    def evaluate(params):
+        """Validation loss and greedy BLEU; the params of the best validation BLEU are kept."""
+        texts = decode_split(model, params, vocab, arrays["valid"][0], args.max_decode)
+        results = {"val_loss": valid_loss(params),
+                   "val_bleu": fnn.text.corpus_bleu(texts, references["valid"]).score}
+        if results["val_bleu"] > best["val_bleu"]:
+            best.update(results, params=params, epoch=epoch["step"] / steps_per_epoch)
+        return results
+
+    params, _, history = common.train_stream(
+        step, params, optimizer.init(params), make_batch, steps=args.epochs * steps_per_epoch,
+        key=data_key, eval_fn=evaluate, eval_every=args.eval_every * steps_per_epoch,
+        described=f"{args.epochs} epoch{'s' if args.epochs != 1 else ''} of "
+                  f"{steps_per_epoch} batches of {args.batch_size} pairs")
+
+    # the test split, decoded by the params of the best validation BLEU
+    params = best["params"]
+    decode_start = time.perf_counter()
+    greedy = decode_split(model, params, vocab, arrays["test"][0], args.max_decode)
+    beamed = decode_split(model, params, vocab, arrays["test"][0], args.max_decode,
+                          beam=args.beam, alpha=args.length_alpha)
+    decode_seconds = time.perf_counter() - decode_start
+    final = {"test_bleu_greedy": fnn.text.corpus_bleu(greedy, references["test"]).score,
+             f"test_bleu_beam{args.beam}": fnn.text.corpus_bleu(beamed, references["test"]).score,
+             **baseline, "val_bleu_greedy": best["val_bleu"], "best_epoch": best["epoch"],
+             "vocab_size": vocab.vocab_size, "train_pairs": len(train),
+             "parameters": fnn.utils.count_params(params),
+             "decode_seconds": round(decode_seconds, 1),
+             "wall_seconds": round(time.perf_counter() - start, 1)}
+    print(f"test BLEU: greedy {final['test_bleu_greedy']:.2f}, beam {args.beam} "
+          f"{final[f'test_bleu_beam{args.beam}']:.2f}; copying the body's first sentence "
+          f"{baseline['copy_test_bleu']:.2f}")
+    for pair, text in list(zip(test, beamed))[:5]:
+        print(f"  {pair.module}.{pair.name}\n    reference: {pair.summary}\n    model:     {text}")
+    return common.finish(
+        args, NAME, history, final,
+        title=f"Transformer (post-LN, {args.layers}+{args.layers} layers of {args.d_model}) on "
+              f"docstring summaries ({len(train)} pairs)",
+        full_run=FULL_RUN,
+        references={"val_bleu": [("copy the body's first sentence", baseline["copy_valid_bleu"])]},
+        metrics=("loss", "lr", "val_loss", "val_bleu"),
+        titles={"loss": f"label-smoothed cross-entropy (e = {args.label_smoothing}, dropout on)",
+                "lr": "learning rate (warm-up, then 1/sqrt(step))",
+                "val_loss": "validation label-smoothed cross-entropy",
+                "val_bleu": "validation BLEU, greedy (black: copy baseline)"})
+
+
+if __name__ == "__main__":
+    main()

@@ -386,7 +386,7 @@ def copy_task():
     model = T.Transformer(9, d_model=32, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
                           dim_feedforward=64, dropout=0.0, dtype=np.float64)
     params = model.init(fgrad.random.key(0))
-    optimizer, _ = T.make_optimizer(types.SimpleNamespace(d_model=32, warmup=30, lr_factor=0.5,
+    optimizer, _ = T.make_optimizer(types.SimpleNamespace(d_model=32, warmup=30, lr=0.016,
                                                           clip=0.0))
     opt_state = optimizer.init(params)
     loss_and_grad = fgrad.value_and_grad(lambda p, src, tgt_in, tgt_out: T.label_smoothed_loss(
