@@ -470,3 +470,22 @@ def test_gradients_match_torch_on_a_larger_model(tmp_path, kind):
     theirs = {name: p.grad.numpy() for name, p in hf.named_parameters()}
     for name, g in fnn.utils.flatten_names(grads).items():
         assert rel_err(g, theirs[name]) < 1e-8, name
+
+
+def test_lm_loss_under_jit_runs_the_fused_kernel_with_traced_labels():
+    # labels are an operand of the kernel, so under jit (traced labels) the replay hands it
+    # NumPy values: the generated program calls it instead of the dozen-pass formula
+    config = M.GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                          resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = M.GPT2(config)
+    params = model.init(fgrad.random.key(0))
+    ids = np.random.default_rng(0).integers(0, 64, (2, 16))
+    labels = ids.copy()
+    labels[0, 3] = -100
+    loss = lambda p, ids, labels: M.lm_loss(model.apply(p, ids), labels)   # noqa: E731
+    step = fgrad.jit(fgrad.value_and_grad(loss))
+    (value, grads), (want_value, want_grads) = step(params, ids, labels), fgrad.value_and_grad(loss)(params, ids, labels)
+    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    for a, b in zip(tree.leaves(grads), tree.leaves(want_grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert "np.exp" not in step.lower(params, ids, labels).source

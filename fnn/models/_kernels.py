@@ -399,24 +399,24 @@ def _token_ce_numpy(logits, labels, ignore_index, shift):
 
 
 def _token_ce_fun(logits, labels, ignore_index, shift):
-    if _all_numpy(logits):
+    if _all_numpy(logits, labels):
         return _token_ce_numpy(logits, labels, ignore_index, shift)[0]
     return token_cross_entropy_reference(logits, labels, ignore_index, shift)
 
 
 def _token_ce_fwd(logits, labels, ignore_index, shift):
-    if _all_numpy(logits):
+    if _all_numpy(logits, labels):
         loss, probs, safe, weight = _token_ce_numpy(logits, labels, ignore_index, shift)
-        return loss, (logits, probs, safe, weight)
+        return loss, (logits, labels, probs, safe, weight)
     loss = token_cross_entropy_reference(logits, labels, ignore_index, shift)
-    return loss, (logits, None, None, None)
+    return loss, (logits, labels, None, None, None)
 
 
-def _token_ce_bwd(labels, ignore_index, shift, res, g):
-    logits, probs, safe, weight = res
+def _token_ce_bwd(ignore_index, shift, res, g):
+    logits, labels, probs, safe, weight = res
     if probs is None or not _all_numpy(g, logits):
-        return _fallback_bwd(token_cross_entropy_reference, (logits,), g,
-                             (labels, ignore_index, shift))
+        return _fallback_bwd(lambda z, y: token_cross_entropy_reference(z, y, ignore_index, shift),
+                             (logits,), g, (labels,)) + (None,)
     # d/dz_t [logsumexp(z_t) - z_t[y]] = softmax(z_t) - onehot(y), times the position's weight;
     # with shift the last position predicts nothing
     grad = np.zeros_like(logits) if shift else np.empty_like(logits)
@@ -424,10 +424,12 @@ def _token_ce_bwd(labels, ignore_index, shift, res, g):
     np.multiply(probs, weight * g, out=inner)
     np.put_along_axis(inner, safe[..., None],
                       np.take_along_axis(inner, safe[..., None], axis=-1) - weight * g, axis=-1)
-    return (grad,)
+    return grad, None    # the labels are integers: no cotangent
 
 
-_token_ce = fgrad.custom_vjp(_token_ce_fun, nondiff_argnums=(1, 2, 3))
+# The labels are an operand (not a nondiff argument, which must be a concrete value): under jit
+# they are traced, and the replayed program hands the kernel their NumPy values.
+_token_ce = fgrad.custom_vjp(_token_ce_fun, nondiff_argnums=(2, 3))
 _token_ce.defvjp(_token_ce_fwd, _token_ce_bwd)
 
 
@@ -437,8 +439,6 @@ def token_cross_entropy(logits, labels, ignore_index=-100, shift=True):
     ``labels[:, t + 1]``. One pass for the max, one for the exponentials, one for their sum
     (one more to scale them in the backward pass), where the fgrad.numpy formula makes a dozen
     passes over the ``(B, T, V)`` logits."""
-    if type(labels) is not np.ndarray:
-        return token_cross_entropy_reference(logits, labels, ignore_index, shift)
-    if _all_numpy(logits):
+    if _all_numpy(logits, labels):
         return _token_ce_numpy(logits, labels, ignore_index, shift)[0]
     return _token_ce(logits, labels, ignore_index, shift)
