@@ -337,6 +337,11 @@ def test_inverse_sqrt_schedule_is_equation_3():
         2 * float(schedule(10)))
     with pytest.raises(ValueError, match="warmup_steps"):
         T.inverse_sqrt_schedule(512, 0)
+    # the example's --lr is the peak: the schedule scaled so that step --warmup reaches it
+    _, peaked = T.make_optimizer(types.SimpleNamespace(d_model=128, warmup=400, lr=1e-3,
+                                                       clip=0.0))
+    assert float(peaked(399)) == pytest.approx(1e-3)
+    assert float(peaked(1599)) == pytest.approx(0.5e-3)          # 1/sqrt(step) after it
 
 
 # --------------------------------------------------------------------------------------------
