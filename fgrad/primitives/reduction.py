@@ -35,13 +35,21 @@ reduction_batch_rule(reduce_sum_p)
 def _extremum(name, np_fn):
     prim = Primitive(name, lambda x, *, axes: np_fn(x, axis=axes))
 
-    def mask(ans, x, axes):   # 1/k at each of the k positions that attain the extremum
+    def hits(ans, x, axes):   # 1 at each of the k positions that attain the extremum, and k
         hit = (x == expand_to(ans, shape_of(x), axes)).astype(dtype_of(x))
-        return hit / expand_to(reduce_sum_p.bind(hit, axes=axes), shape_of(x), axes)
+        return hit, reduce_sum_p.bind(hit, axes=axes)
 
-    # d max(x) = sum(dx * mask);  max(x)_bar = g * mask
-    defjvp(prim, lambda x_dot, ans, x, *, axes: reduce_sum_p.bind(x_dot * mask(ans, x, axes), axes=axes))
-    prim.vjp = (lambda g, ans, x, *, axes: expand_to(g, shape_of(x), axes) * mask(ans, x, axes),)
+    # mask = hit / k:  d max(x) = sum(dx * hit) / k;  max(x)_bar = (g / k) * hit
+    # (dividing the reduced g, not the full-size mask, saves a pass over x)
+    def jvp(x_dot, ans, x, *, axes):
+        hit, k = hits(ans, x, axes)
+        return reduce_sum_p.bind(x_dot * hit, axes=axes) / k
+
+    def vjp(g, ans, x, *, axes):
+        hit, k = hits(ans, x, axes)
+        return expand_to(g / k, shape_of(x), axes) * hit
+    defjvp(prim, jvp)
+    prim.vjp = (vjp,)
     return reduction_batch_rule(prim)
 
 
