@@ -1236,5 +1236,470 @@ row("outer", lambda xp, a, b: xp.outer(a, b),
 row("vdot", lambda xp, a, b: xp.vdot(a, b),
     lambda a, b: torch.dot(a.reshape(-1), b.reshape(-1)), vdot_samples())
 
+
+# ============================================================================================
+# NumPy coverage: the rest of HIPS autograd's list (issue 10)
+# ============================================================================================
+
+def above_one(rng, shape):                # arccosh
+    return np.asarray(rng.uniform(1.2, 3.0, shape))
+
+
+def near_zero(rng, shape):                # sinc's series branch: |pi x| < 0.1, and exact zeros
+    return np.asarray(np.where(rng.random(shape) < 0.3, 0.0, rng.uniform(-0.03, 0.03, shape)))
+
+
+def grid_or_nan(offset):                  # fmax/fmin: NaNs among values that never tie
+    def domain(rng, shape):
+        return np.asarray(np.where(rng.random(shape) < 0.3, np.nan, grid(offset)(rng, shape)))
+    return domain
+
+
+def real_or_special(rng, shape):          # nan_to_num: NaN and +-inf among normal values
+    return np.asarray(np.where(rng.random(shape) < 0.4, specials(rng, shape), rng.normal(size=shape)))
+
+
+unary("arccosh", above_one, torch.acosh)
+unary("deg2rad", real, torch.deg2rad)
+unary("rad2deg", real, torch.rad2deg)
+unary("radians", real, torch.deg2rad)
+unary("degrees", real, torch.rad2deg)
+unary("fabs", away_from_zero, torch.abs)
+unary("sinc", real, torch.sinc)
+# the series near 0 (torch's sinc has no second derivative at exactly 0; test_numpy_coverage
+# checks fgrad's there against -pi^2/3)
+row("sinc_near_zero", lambda x: fnp.sinc(x), torch.sinc, unary_samples(near_zero), ref=np.sinc)
+row("nan_to_num", lambda xp, x: xp.nan_to_num(x), torch.nan_to_num, unary_samples(real_or_special),
+    fd=False)
+row("nan_to_num_values", lambda xp, x: xp.nan_to_num(x, nan=1.5, posinf=9.0, neginf=-9.0),
+    lambda x: torch.nan_to_num(x, nan=1.5, posinf=9.0, neginf=-9.0),
+    unary_samples(real_or_special), fd=False)
+binary("hypot", (real, away_from_zero), torch.hypot)
+binary("logaddexp", (real, real), torch.logaddexp)
+binary("logaddexp2", (real, real), torch.logaddexp2)
+binary("fmax", (grid(0.0), grid(0.5)), torch.fmax)
+binary("fmin", (grid(0.0), grid(0.5)), torch.fmin)
+# NaN is ignored: the derivative goes to the other operand (finite differences see NaN)
+row("fmax_nan", lambda x, y: fnp.fmax(x, y), torch.fmax,
+    nary_samples(grid_or_nan(0.0), grid_or_nan(0.5)), ref=np.fmax, fd=False)
+row("fmin_nan", lambda x, y: fnp.fmin(x, y), torch.fmin,
+    nary_samples(grid_or_nan(0.0), grid_or_nan(0.5)), ref=np.fmin, fd=False)
+
+
+# --- differences and numerical gradients --------------------------------------------------------
+
+@st.composite
+def diff_samples(draw):
+    shape = draw(shapes(min_dims=1))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    ends = draw(st.sampled_from(["none", "prepend", "append", "both"]))
+    operands = [(real, shape)]
+    for end in ("prepend", "append"):
+        if ends in (end, "both"):
+            operands.append((real, tuple(draw(st.integers(0, 2)) if i == axis % len(shape) else n
+                                         for i, n in enumerate(shape))))
+    return _sample(draw, operands, n=draw(st.integers(0, 3)), axis=axis, ends=ends)
+
+
+def _diff_call(diff, x, *extra, n, axis, ends):
+    kw = dict(zip([e for e in ("prepend", "append") if ends in (e, "both")], extra))
+    return diff(x, n=n, axis=axis, **kw)
+
+
+def _t_diff(x, *extra, n, axis, ends):
+    if n == 0:   # NumPy returns the input unchanged, prepend/append ignored
+        return x
+    return _diff_call(lambda x, **kw: torch.diff(x, **{"dim" if k == "axis" else k: v
+                                                        for k, v in kw.items()}),
+                      x, *extra, n=n, axis=axis, ends=ends)
+
+
+row("diff", lambda xp, x, *extra, **kw: _diff_call(xp.diff, x, *extra, **kw), _t_diff,
+    diff_samples())
+def _t_diff_scalar_ends(x, axis):
+    one = tuple(1 if d == axis % x.ndim else n for d, n in enumerate(x.shape))
+    return torch.diff(x, 1, axis, prepend=torch.full(one, 0.5, dtype=x.dtype),
+                      append=torch.full(one, -1.0, dtype=x.dtype))
+
+
+# NumPy broadcasts scalar ends to one slice along the axis
+row("diff_scalar_ends", lambda xp, x, axis: xp.diff(x, axis=axis, prepend=0.5, append=-1.0),
+    _t_diff_scalar_ends,
+    sort_samples(real).filter(lambda s: s.args[0].ndim and s.kwargs["axis"] is not None))
+
+
+@st.composite
+def gradient_samples(draw):
+    edge_order = draw(st.sampled_from([1, 2]))
+    shape = draw(shapes(min_dims=1, max_dims=3, min_side=edge_order + 1, max_side=5))
+    nd = len(shape)
+    axis = draw(st.none() | st.integers(-nd, nd - 1)
+                | st.permutations(range(nd)).map(lambda p: tuple(p[:max(1, len(p) - 1)])))
+    axes = list(range(nd)) if axis is None else [axis % nd] if isinstance(axis, int) else list(axis)
+    how = draw(st.sampled_from(["none", "scalar", "per_axis"]))
+    rng = np.random.default_rng(draw(_seeds()))
+    if how == "none":
+        spacing = ()
+    elif how == "scalar":
+        spacing = (float(rng.uniform(0.5, 2.0)),)
+    else:   # per axis: a scalar, evenly spaced coordinates, or unevenly spaced ones
+        spacing = tuple(draw(st.sampled_from([
+            float(rng.uniform(0.5, 2.0)), np.arange(shape[a]) * 0.5,
+            np.cumsum(rng.uniform(0.5, 1.5, shape[a]))])) for a in axes)
+    return _sample(draw, [(real, shape)], spacing=spacing, axis=axis, edge_order=edge_order)
+
+
+def _t_gradient(x, spacing, axis, edge_order):
+    dims = tuple(range(x.ndim)) if axis is None else (axis,) if isinstance(axis, int) else axis
+    kw = {}
+    if len(spacing) == 1 and np.ndim(spacing[0]) == 0:
+        kw["spacing"] = spacing[0]
+    elif spacing:
+        kw["spacing"] = tuple(torch.from_numpy(np.asarray(s, np.float64)) if np.ndim(s) else s
+                              for s in spacing)
+        if not all(np.ndim(s) for s in spacing):   # torch takes all scalars or all coordinates
+            kw["spacing"] = tuple(torch.arange(x.shape[d], dtype=torch.float64) * s
+                                  if np.ndim(s) == 0 else c
+                                  for d, s, c in zip(dims, spacing, kw["spacing"]))
+    out = torch.gradient(x, dim=dims, edge_order=edge_order, **kw)
+    return out[0] if len(out) == 1 else out
+
+
+def _as_list(out):
+    """Several outputs as a list (the tests' convention for multi-output ops, as split's)."""
+    return list(out) if isinstance(out, tuple) else out
+
+
+row("gradient", lambda xp, x, spacing, **kw: _as_list(xp.gradient(x, *spacing, **kw)),
+    lambda *a, **kw: _as_list(_t_gradient(*a, **kw)), gradient_samples())
+
+
+# --- building, splitting and rearranging arrays --------------------------------------------------
+
+@st.composite
+def diag_samples(draw, ndim):
+    shape = draw(shapes(min_dims=ndim, max_dims=ndim))
+    return _sample(draw, [(real, shape)], k=draw(st.integers(-3, 3)))
+
+
+row("diag", lambda xp, v, k: xp.diag(v, k), lambda v, k: torch.diag(v, k), diag_samples(1))
+row("diag_of_matrix", lambda xp, m, k: xp.diag(m, k), lambda m, k: torch.diag(m, k),
+    diag_samples(2))
+
+
+@st.composite
+def append_samples(draw):
+    shape = draw(shapes(min_dims=1))
+    axis = draw(st.none() | st.integers(-len(shape), len(shape) - 1))
+    if axis is None:
+        other = draw(shapes())
+    else:
+        other = tuple(draw(st.integers(0, 2)) if i == axis % len(shape) else n
+                      for i, n in enumerate(shape))
+    return _sample(draw, [(real, shape), (real, other)], axis=axis)
+
+
+row("append", lambda xp, x, v, axis: xp.append(x, v, axis=axis),
+    lambda x, v, axis: torch.cat([x.reshape(-1), v.reshape(-1)]) if axis is None
+    else torch.cat([x, v], axis), append_samples())
+
+
+@st.composite
+def stack_family_samples(draw, min_dims, max_dims, axis):
+    """Operands that join along ``axis`` after atleast_{1,2,3}d (sizes drawn along it)."""
+    base = list(draw(shapes(min_dims=max(min_dims, 1), max_dims=max_dims)))
+    k = draw(st.integers(1, 3))
+    ops = []
+    for _ in range(k):
+        s = list(base)
+        if axis < len(s):
+            s[axis] = draw(st.integers(0, 3))
+        ops.append((real, tuple(s)))
+    return _sample(draw, ops)
+
+
+@st.composite
+def same_shape_samples(draw, count=None, min_dims=0, max_dims=3):
+    """``count`` operands (1 to 3 when None) of one drawn shape."""
+    shape = draw(shapes(min_dims=min_dims, max_dims=max_dims))
+    return _sample(draw, [(real, shape)] * (count or draw(st.integers(1, 3))))
+
+
+row("column_stack", lambda xp, *xs: xp.column_stack(xs), lambda *xs: torch.column_stack(xs),
+    stack_family_samples(1, 2, 1))
+row("column_stack_vectors", lambda xp, *xs: xp.column_stack(xs), lambda *xs: torch.column_stack(xs),
+    same_shape_samples(max_dims=1))
+row("row_stack", lambda xp, *xs: xp.vstack(xs) if xp is np else xp.row_stack(xs),
+    lambda *xs: torch.vstack(xs), stack_family_samples(2, 3, 0))
+row("dstack", lambda xp, *xs: xp.dstack(xs), lambda *xs: torch.dstack(xs),
+    stack_family_samples(3, 3, 2))
+row("atleast_3d", lambda xp, x: xp.atleast_3d(x), torch.atleast_3d, unary_samples(real))
+row("atleast_3d_several", lambda xp, x, y: _as_list(xp.atleast_3d(x, y)),
+    lambda x, y: list(torch.atleast_3d(x, y)), nary_samples(real, real))
+
+
+@st.composite
+def split_family_samples(draw, min_dims, axis_of):
+    shape = draw(shapes(min_dims=min_dims, max_dims=3))
+    n = shape[axis_of(len(shape))]
+    sections = [k for k in range(1, 5) if n % k == 0] if n else [1, 2]
+    how = draw(st.sampled_from(sections) | st.lists(st.integers(0, n), max_size=3).map(sorted))
+    return _sample(draw, [(real, shape)], indices_or_sections=how)
+
+
+row("hsplit", lambda xp, x, **kw: xp.hsplit(x, **kw),
+    lambda x, indices_or_sections: torch.hsplit(x, indices_or_sections),
+    split_family_samples(1, lambda nd: 1 if nd > 1 else 0))
+row("vsplit", lambda xp, x, **kw: xp.vsplit(x, **kw),
+    lambda x, indices_or_sections: torch.vsplit(x, indices_or_sections),
+    split_family_samples(2, lambda nd: 0))
+row("dsplit", lambda xp, x, **kw: xp.dsplit(x, **kw),
+    lambda x, indices_or_sections: torch.dsplit(x, indices_or_sections),
+    split_family_samples(3, lambda nd: 2))
+
+
+@st.composite
+def array_split_samples(draw):
+    shape = draw(shapes(min_dims=1))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    n = shape[axis]
+    # any number of sections, or indices: unsorted and past the end included (pieces overlap)
+    how = draw(st.integers(1, 5) | st.lists(st.integers(0, n + 2), max_size=3))
+    return _sample(draw, [(real, shape)], indices_or_sections=how, axis=axis)
+
+
+row("array_split", lambda xp, x, **kw: xp.array_split(x, **kw),
+    lambda x, indices_or_sections, axis: torch.tensor_split(x, indices_or_sections, axis),
+    array_split_samples())
+
+
+@st.composite
+def rot90_samples(draw):
+    shape = draw(shapes(min_dims=2))
+    n = len(shape)
+    axes = draw(st.lists(st.integers(-n, n - 1), min_size=2, max_size=2, unique_by=lambda a: a % n))
+    return _sample(draw, [(real, shape)], k=draw(st.integers(-5, 5)), axes=tuple(axes))
+
+
+row("rot90", lambda xp, x, k, axes: xp.rot90(x, k, axes), lambda x, k, axes: torch.rot90(x, k, axes),
+    rot90_samples())
+
+
+@st.composite
+def rollaxis_samples(draw):
+    shape = draw(shapes(min_dims=1))
+    n = len(shape)
+    return _sample(draw, [(real, shape)], axis=draw(st.integers(-n, n - 1)),
+                   start=draw(st.integers(-n, n)))
+
+
+def _rollaxis_perm(n, axis, start):
+    """The permutation rollaxis applies, read off NumPy's result on an array whose axis i has
+    size i + 2."""
+    return tuple(s - 2 for s in np.rollaxis(np.empty(tuple(range(2, n + 2))), axis, start).shape)
+
+
+row("rollaxis", lambda xp, x, axis, start: xp.rollaxis(x, axis, start),
+    lambda x, axis, start: x.permute(_rollaxis_perm(x.ndim, axis, start)), rollaxis_samples())
+
+
+row("kron", lambda xp, a, b: xp.kron(a, b), torch.kron, nary_samples(real, real), grad2=True)
+
+
+@st.composite
+def cross_samples(draw):
+    na, nb = draw(st.sampled_from([3, 2])), draw(st.sampled_from([3, 2]))
+    batch_a, batch_b = draw(broadcast_shapes(2, max_dims=2))
+    pos_a, pos_b = draw(st.integers(0, len(batch_a))), draw(st.integers(0, len(batch_b)))
+    a_shape = batch_a[:pos_a] + (na,) + batch_a[pos_a:]
+    b_shape = batch_b[:pos_b] + (nb,) + batch_b[pos_b:]
+    out_nd = len(np.broadcast_shapes(batch_a, batch_b)) + (0 if na == nb == 2 else 1)
+    kw = dict(axisa=pos_a - len(a_shape) if draw(st.booleans()) else pos_a, axisb=pos_b,
+              axisc=draw(st.integers(-out_nd, out_nd - 1)) if out_nd else -1)
+    return _sample(draw, [(real, a_shape), (real, b_shape)], **kw)
+
+
+def _t_cross(a, b, axisa, axisb, axisc):
+    """NumPy's cross (2-vectors have z = 0) in torch ops."""
+    a, b = torch.movedim(a, axisa, -1), torch.movedim(b, axisb, -1)
+
+    def comps(v):
+        return [v[..., 0], v[..., 1], v[..., 2] if v.shape[-1] == 3 else None]
+    (a0, a1, a2), (b0, b1, b2) = comps(a), comps(b)
+    z = a0 * b1 - a1 * b0
+    if a2 is None and b2 is None:
+        return z
+    a2 = torch.zeros_like(a0) if a2 is None else a2
+    b2 = torch.zeros_like(b0) if b2 is None else b2
+    out = torch.stack(torch.broadcast_tensors(a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, z), -1)
+    return torch.movedim(out, -1, axisc)
+
+
+def _np_cross(a, b, **kw):
+    import warnings
+    with warnings.catch_warnings():   # NumPy 2 deprecates 2-vectors but still computes them
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return np.cross(a, b, **kw)
+
+
+row("cross", lambda a, b, **kw: fnp.cross(a, b, **kw), _t_cross, cross_samples(), ref=_np_cross,
+    grad2=True)
+
+
+@st.composite
+def partition_samples(draw):
+    shape = draw(shapes(min_dims=1, min_side=1))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    n = shape[axis]
+    kth = draw(st.integers(-n, n - 1) | st.lists(st.integers(-n, n - 1), min_size=1, max_size=3))
+    return _sample(draw, [(distinct, shape)], kth=kth, axis=axis)
+
+
+# NumPy leaves the order inside the two parts unspecified; fgrad's is sorted (its docstring), so
+# the reference is the sort (test_numpy_coverage checks NumPy's own partition's contract)
+row("partition", lambda x, kth, axis: fnp.partition(x, kth, axis),
+    lambda x, kth, axis: torch.sort(x, dim=axis).values, partition_samples(),
+    ref=lambda x, kth, axis: np.sort(x, axis))
+
+
+@st.composite
+def select_samples(draw):
+    k = draw(st.integers(1, 3))
+    operand_shapes = draw(broadcast_shapes(2 * k + 1))
+    return _sample(draw, [(booleans, s) for s in operand_shapes[:k]]
+                   + [(real, s) for s in operand_shapes[k:]], k=k)
+
+
+def _t_select(*ops, k):
+    conds, choices, default = ops[:k], ops[k:2 * k], ops[2 * k]
+    out = default
+    for c, v in zip(conds[::-1], choices[::-1]):
+        out = torch.where(c, v, out)
+    return torch.broadcast_to(out, torch.broadcast_shapes(*(o.shape for o in ops)))
+
+
+row("select", lambda xp, *ops, k: xp.select(list(ops[:k]), list(ops[k:2 * k]), ops[2 * k]),
+    _t_select, select_samples())
+row("select_scalar_default", lambda xp, c, x: xp.select([c, ~c], [x, 2 * x]),
+    lambda c, x: torch.broadcast_to(torch.where(c, x, torch.where(~c, 2 * x, 0.0)),
+                                    torch.broadcast_shapes(c.shape, x.shape)),
+    nary_samples(booleans, real))
+
+
+# --- r_ / c_ over traced values, linspace with traced ends, comparisons of whole arrays ----------
+
+row("r_", lambda xp, x, y: xp.r_[x, 1.5, y, 0:2],
+    lambda x, y: torch.cat([x.reshape(-1), torch.tensor([1.5], dtype=x.dtype), y.reshape(-1),
+                            torch.arange(2, dtype=x.dtype)]),
+    nary_samples(real, real).filter(lambda s: all(a.ndim <= 1 for a in s.args)))
+row("r_directive", lambda xp, x, y: xp.r_["0,2", x, y],
+    lambda x, y: torch.cat([torch.atleast_2d(x), torch.atleast_2d(y)], 0),
+    same_shape_samples(2, min_dims=1, max_dims=1))
+row("c_", lambda xp, x, y: xp.c_[x, y, x],
+    lambda x, y: torch.cat([x[:, None], y[:, None], x[:, None]], 1),
+    same_shape_samples(2, min_dims=1, max_dims=1))
+
+
+@st.composite
+def linspace_samples(draw):
+    start_shape, stop_shape = draw(broadcast_shapes(2, max_dims=2))
+    nd = len(np.broadcast_shapes(start_shape, stop_shape)) + 1
+    return _sample(draw, [(real, start_shape), (real, stop_shape)], num=draw(st.integers(0, 6)),
+                   endpoint=draw(st.booleans()), axis=draw(st.integers(-nd, nd - 1)))
+
+
+def _t_linspace(start, stop, num, endpoint, axis):
+    div = num - 1 if endpoint else num
+    start, stop = torch.broadcast_tensors(start, stop)
+    steps = torch.arange(num, dtype=start.dtype).reshape((-1,) + (1,) * start.ndim)
+    y = steps * ((stop - start) / div) + start if div > 0 else steps * (stop - start) + start
+    if endpoint and num > 1:
+        y = torch.cat([y[:-1], stop[None]])
+    return torch.movedim(y, 0, axis)
+
+
+row("linspace", lambda xp, start, stop, **kw: xp.linspace(start, stop, **kw), _t_linspace,
+    linspace_samples())
+row("linspace_traced_stop_only", lambda xp, stop: xp.linspace(0.5, stop, 4),
+    lambda stop: _t_linspace(torch.tensor(0.5, dtype=stop.dtype), stop, 4, True, 0),
+    unary_samples(real))
+
+
+@st.composite
+def isclose_samples(draw):
+    """``x`` and a ``y`` that broadcasts against it: mostly ``x``'s own values, equal, nudged
+    within the tolerance (1e-9) or beyond it (1e-4), specials (NaN, inf) included."""
+    shape = draw(shapes())
+    y_shape = shape[draw(st.integers(0, len(shape))):]
+
+    def build(rng):
+        x = real_or_special(rng, shape)
+        lead = len(shape) - len(y_shape)
+        base = x[(0,) * lead] if all(shape[:lead]) else real_or_special(rng, y_shape)
+        nudged = base * (1 + rng.choice([0.0, 1e-9, 1e-4], y_shape))
+        return x, np.where(rng.random(y_shape) < 0.7, nudged, real_or_special(rng, y_shape))
+    return Sample(build, {"equal_nan": draw(st.booleans())}, draw(_seeds()))
+
+
+# allclose and array_equal return Python bools from NumPy: asarray makes both sides arrays
+row("isclose", lambda xp, x, y, equal_nan: xp.isclose(x, y, equal_nan=equal_nan), None,
+    isclose_samples(), grad=False)
+row("allclose", lambda xp, x, y, equal_nan: xp.asarray(xp.allclose(x, y, equal_nan=equal_nan)),
+    None, isclose_samples(), grad=False)
+row("array_equal", lambda xp, x, y, equal_nan: (
+    xp.asarray(xp.array_equal(x, y, equal_nan=equal_nan)),
+    xp.asarray(xp.array_equal(x, x * 1.0, equal_nan=equal_nan))),
+    None, isclose_samples().filter(lambda s: s.args[0].shape == s.args[1].shape), grad=False)
+
+
+# --- Python lists of traced values as array-likes; std's gradient over one element -------------
+
+row("mean_of_list", lambda xp, x, y: xp.mean([x, y, 2 * x], axis=0),
+    lambda x, y: torch.mean(torch.stack([x, y, 2 * x]), 0), same_shape_samples(2))
+row("sum_of_tuple", lambda xp, x, y: xp.sum((x, y)), lambda x, y: torch.sum(torch.stack([x, y])),
+    same_shape_samples(2))
+row("array_of_nested_list", lambda xp, x, y: xp.array([[x, 2 * x], (y, x * y)]),
+    lambda x, y: torch.stack([torch.stack([x, 2 * x]), torch.stack([y, x * y])]),
+    same_shape_samples(2))
+row("array_of_scalars_and_numbers", lambda xp, x, y: xp.array([x, 1.0, y, 2]),
+    lambda x, y: torch.stack([x, torch.ones_like(x), y, 2 * torch.ones_like(x)]),
+    same_shape_samples(2, max_dims=0))
+
+
+def _t_std(x, axis, keepdims, ddof):
+    dims = _norm_axes(axis, x.ndim)
+    return torch.std(x, dim=dims, correction=ddof, keepdim=keepdims) if dims else torch.zeros_like(x)
+
+
+row("std_one_element", lambda xp, x, **kw: xp.std(x, **kw), _t_std,
+    reduction_samples(real, min_side=1, ddof=True).filter(lambda s: _reduced_count(s) == 1),
+    grad2=True)
+
+
+# --- einsum's interleaved operand form (subscripts as integer sublists) --------------------------
+
+@st.composite
+def einsum_sublist_samples(draw):
+    n, k, m = (draw(st.integers(1, 3)) for _ in range(3))
+    form = draw(st.sampled_from(["matmul", "implicit", "ellipsis"]))
+    if form == "ellipsis":
+        return _sample(draw, [(real, (2, n, k)), (real, (k, m))], form=form)
+    return _sample(draw, [(real, (n, k)), (real, (k, m))], form=form)
+
+
+_SUBLISTS = {"matmul": ([0, 1], [1, 2], [0, 2]), "implicit": ([0, 1], [1, 2]),
+             "ellipsis": ([Ellipsis, 0, 1], [1, 2], [Ellipsis, 0, 2])}
+
+
+def _einsum_sublists(einsum, x, y, form):
+    subs = _SUBLISTS[form]
+    return einsum(x, subs[0], y, subs[1], *subs[2:])
+
+
+row("einsum_sublists", lambda xp, x, y, form: _einsum_sublists(xp.einsum, x, y, form),
+    lambda x, y, form: _einsum_sublists(torch.einsum, x, y, form), einsum_sublist_samples(),
+    grad2=True)
+
+
 ROW_NAMES = [r.name for r in ROWS]
 assert len(set(ROW_NAMES)) == len(ROW_NAMES), "row names must be unique"

@@ -111,6 +111,49 @@ def vector(rng, batch, n):
     return rng.normal(size=(n,))
 
 
+def separated_singular(rows=0, cols=0):
+    """(n + rows, n + cols) matrices U diag(s) V^T with singular values at least 0.5 apart and
+    at least 1 (so every derivative of the svd is well defined)."""
+    def make(rng, batch, n):
+        m, p = n + rows, n + cols
+        k = min(m, p)
+        s = 0.5 + np.cumsum(rng.uniform(0.5, 1.5, size=batch + (k,)), -1)
+        u, v = orthogonal(rng, batch, m)[..., :k], orthogonal(rng, batch, p)[..., :k]
+        return u * s[..., None, :] @ np.swapaxes(v, -1, -2)
+    return make
+
+
+def real_eigenvalues(rng, batch, n):
+    """P diag(w) P^-1 with a well-conditioned P and real eigenvalues at least 0.5 apart."""
+    p = general(rng, batch, n)
+    w = rng.uniform(-2, 0, size=batch + (1,)) + np.cumsum(rng.uniform(0.5, 1.5, size=batch + (n,)), -1)
+    return p * w[..., None, :] @ np.linalg.inv(p)
+
+
+def _svd_signed(xp, a, full_matrices=False):
+    """svd with each pair (u_i, v_i) signed so that u_i's first entry is positive."""
+    if xp is torch:
+        u, s, vh = torch.linalg.svd(a, full_matrices=full_matrices)
+    else:
+        u, s, vh = xp.linalg.svd(a, full_matrices=full_matrices)
+    sign = xp.sign(u[..., :1, :])
+    return u * sign, s, vh * xp.swapaxes(sign, -1, -2)
+
+
+def _eig_sorted(xp, a):
+    """eig with ascending eigenvalues (LAPACK's order is not the same everywhere) and each
+    eigenvector's first entry positive; torch's complex results are real here."""
+    if xp is torch:
+        w, v = (t.real for t in torch.linalg.eig(a))
+        order = torch.argsort(w, -1)
+        w, v = torch.gather(w, -1, order), torch.gather(v, -1, order[..., None, :].expand(v.shape))
+    else:
+        w, v = xp.linalg.eig(a)
+        order = xp.argsort(w, axis=-1)
+        w, v = xp.take_along_axis(w, order, -1), xp.take_along_axis(v, order[..., None, :], -1)
+    return w, signed_columns(v, xp.sign)
+
+
 def signed_columns(V, sign):
     """Eigenvectors with each column's first entry made positive (eigh's sign is arbitrary)."""
     return V * sign(V[..., :1, :])
@@ -207,6 +250,47 @@ LINALG = [
          lambda x: np.linalg.norm(x, np.inf, axis=-1), (general,)),
     Case("norm_flat", fnp.linalg.norm, lambda x: torch.linalg.norm(x.reshape(-1)),
          np.linalg.norm, (general,)),
+] + [
+    # --- svd, pinv, eig and the norms from singular values (issue 10) ---
+    Case("svd", lambda a: _svd_signed(fnp, a), lambda a: _svd_signed(torch, a),
+         lambda a: _svd_signed(np, a), (separated_singular(),)),
+    Case("svd_tall", lambda a: _svd_signed(fnp, a), lambda a: _svd_signed(torch, a),
+         lambda a: _svd_signed(np, a), (separated_singular(rows=2),)),
+    Case("svd_wide", lambda a: _svd_signed(fnp, a), lambda a: _svd_signed(torch, a),
+         lambda a: _svd_signed(np, a), (separated_singular(cols=1),)),
+    # a square matrix: full_matrices=True is the same decomposition, and differentiable
+    Case("svd_full_square", lambda a: _svd_signed(fnp, a, True),
+         lambda a: _svd_signed(torch, a, True), lambda a: _svd_signed(np, a, True),
+         (separated_singular(),)),
+    Case("svdvals", lambda a: fnp.linalg.svd(a, compute_uv=False), torch.linalg.svdvals,
+         lambda a: np.linalg.svd(a, compute_uv=False), (separated_singular(rows=1),)),
+    Case("pinv_square", fnp.linalg.pinv, torch.linalg.pinv, np.linalg.pinv, (general,)),
+    Case("pinv_tall", fnp.linalg.pinv, torch.linalg.pinv, np.linalg.pinv,
+         (separated_singular(rows=2),)),
+    Case("pinv_wide", fnp.linalg.pinv, torch.linalg.pinv, np.linalg.pinv,
+         (separated_singular(cols=1),)),
+    # torch's hermitian pinv does not symmetrise its gradient (fgrad's does, as eigh's):
+    # symmetrising torch's input makes the two conventions the same
+    Case("pinv_hermitian", lambda a: fnp.linalg.pinv(a, hermitian=True),
+         lambda a: torch.linalg.pinv((a + a.mT) / 2, hermitian=True),
+         lambda a: np.linalg.pinv(a, hermitian=True), (spd,), symmetric=True),
+    Case("norm_nuc", lambda x: fnp.linalg.norm(x, "nuc", axis=(-2, -1)),
+         lambda x: torch.linalg.matrix_norm(x, "nuc"),
+         lambda x: np.linalg.norm(x, "nuc", axis=(-2, -1)), (separated_singular(rows=1),)),
+    Case("norm_nuc_keepdims", lambda x: fnp.linalg.norm(x, "nuc", (-1, -2), True),
+         lambda x: torch.linalg.matrix_norm(x, "nuc", (-1, -2), True),
+         lambda x: np.linalg.norm(x, "nuc", (-1, -2), True), (separated_singular(cols=1),)),
+    Case("norm_2", lambda x: fnp.linalg.norm(x, 2, axis=(-2, -1)),
+         lambda x: torch.linalg.matrix_norm(x, 2), lambda x: np.linalg.norm(x, 2, axis=(-2, -1)),
+         (separated_singular(cols=2),)),
+    Case("norm_-2_keepdims", lambda x: fnp.linalg.norm(x, -2, axis=(-2, -1), keepdims=True),
+         lambda x: torch.linalg.matrix_norm(x, -2, keepdim=True),
+         lambda x: np.linalg.norm(x, -2, axis=(-2, -1), keepdims=True), (separated_singular(),)),
+    Case("eig", lambda a: _eig_sorted(fnp, a), lambda a: _eig_sorted(torch, a),
+         lambda a: _eig_sorted(np, a), (real_eigenvalues,)),
+    Case("eigvals", lambda a: fnp.sort(fnp.linalg.eigvals(a), axis=-1),
+         lambda a: torch.sort(torch.linalg.eigvals(a).real, -1).values,
+         lambda a: np.sort(np.linalg.eigvals(a), axis=-1), (real_eigenvalues,)),
 ]
 LINALG_IDS = [c.name for c in LINALG]
 
@@ -457,7 +541,14 @@ def test_matrix_power_zero_and_one():
      r"solve: the leading \(batch\) axes of a \(2, 3, 3\) and b \(4, 3, 1\)"),
     (lambda: fnp.linalg.solve(np.ones((2, 3, 3)), np.ones((2, 3))),
      r"solve: .*needs b of shape \(3,\) or \(\.\.\., 3, k\), got b of shape \(2, 3\)"),
-    (lambda: fnp.linalg.norm(np.ones((2, 2)), "nuc"), r"norm: the matrix norm ord='nuc' needs"),
+    (lambda: fnp.linalg.norm(np.ones((2, 2)), 3), r"norm: invalid norm order 3 for matrices"),
+    (lambda: fnp.linalg.svd(np.ones(3)), r"svd: expected a matrix .* got shape \(3,\)"),
+    (lambda: fnp.linalg.pinv(np.ones((2, 3)), rcond=1e-3, rtol=1e-3), r"pinv: give rcond or rtol"),
+    (lambda: fnp.linalg.eig(np.array([[0.0, 1.0], [-1.0, 0.0]])),
+     r"eig: the matrix of shape \(2, 2\) has complex eigenvalues \(numpy.linalg.eig returns "
+     r"complex128"),
+    (lambda: fgrad.grad(lambda a: fnp.sum(fnp.linalg.svd(a)[0]))(np.ones((3, 2))),
+     r"svd: no derivative for full_matrices=True with a non-square matrix \(shape \(3, 2\)\)"),
     (lambda: fnp.linalg.norm(np.ones(3), "fro", axis=0), r"norm: ord='fro' is a matrix norm"),
     (lambda: fnp.linalg.norm(np.ones((2, 2, 2)), 1), r"norm: .*1-D or 2-D, got shape \(2, 2, 2\)"),
     (lambda: fnp.linalg.eigh(np.eye(2), UPLO="X"), r"eigh: UPLO must be 'L' or 'U'"),

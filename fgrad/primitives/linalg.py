@@ -372,8 +372,9 @@ def _eig_impl(a):
     w, V = np.linalg.eig(a)
     if w.dtype.kind == "c":
         raise np.linalg.LinAlgError(
-            f"fgrad.numpy.linalg.eig: the matrix of shape {np.shape(a)} has complex eigenvalues "
-            f"(numpy.linalg.eig returns {w.dtype} for it); fgrad's eig supports only matrices "
+            f"fgrad.numpy.linalg.eig: the {'matrix' if np.ndim(a) == 2 else 'stack of matrices'} "
+            f"of shape {np.shape(a)} has complex eigenvalues (numpy.linalg.eig returns "
+            f"{w.dtype} for it); fgrad's eig supports only matrices "
             f"whose eigenvalues are all real. For a symmetric matrix use eigh.")
     return [w, V]
 
