@@ -17,10 +17,19 @@ special cases.
 """
 from __future__ import annotations
 
-from .core import Trace, Tracer, dtype_of, instantiate_zeros, is_float, shape_of, zero
+import heapq
+import itertools
+
+from . import core as _core
+from .core import Trace, Tracer, bind, dtype_of, instantiate_zeros, is_float, shape_of, zero
 from .errors import MissingRuleError
 
 __all__ = ["VJPTrace", "VJPTracer", "Node", "backward_pass", "unbroadcast"]
+
+#: Creation order of tape nodes. A node's operands always exist before it, so a parent's
+#: ``seq`` is smaller than every consumer's: the backward pass visits nodes in decreasing
+#: ``seq`` (torch's autograd orders its ready queue the same way) and needs no topological sort.
+_next_seq = itertools.count().__next__
 
 
 class Node:
@@ -28,9 +37,10 @@ class Node:
 
     ``parents[i]`` is ``(node, output_index)`` for operands this trace tracks, else ``None``.
     ``backward`` is set by primitives with a ``vjp_fwd`` hook (custom_vjp, checkpoint).
+    ``seq`` is the creation order (see ``_next_seq``).
     """
 
-    __slots__ = ("prim", "params", "primals", "ans", "parents", "backward")
+    __slots__ = ("prim", "params", "primals", "ans", "parents", "backward", "seq")
 
     def __init__(self, prim, params, primals, ans, parents, backward=None):
         self.prim = prim
@@ -39,6 +49,7 @@ class Node:
         self.ans = ans
         self.parents = parents
         self.backward = backward
+        self.seq = _next_seq()
 
 
 class VJPTracer(Tracer):
@@ -71,16 +82,19 @@ class VJPTrace(Trace):
         return VJPTracer(self, primal, Node(None, None, (), None, ()))
 
     def process_primitive(self, prim, args, params):
+        # This runs once per traced op, so it is kept to one loop and direct calls: bind()
+        # rather than prim.bind(), NumPy itself at the bottom trace, is_float's fast path.
+        # Forward pass of bench_overhead's chain under grad: 9.3 -> 6.8 us per op.
         primals, parents = [], []
         for x in args:
-            if isinstance(x, VJPTracer) and x._trace is self:
+            if type(x) is VJPTracer and x._trace is self:
                 primals.append(x.primal)
                 parents.append((x.node, x.index))
             else:
                 primals.append(x)
                 parents.append(None)
         if not prim.differentiable:
-            return prim.bind(*primals, **params)
+            return bind(prim, *primals, **params)
         if prim.vjp_fwd is not None:
             if getattr(prim.vjp_fwd, "takes_tracked", False):
                 # the rule builds its backward pass for the operands the tape tracks only (a
@@ -91,83 +105,103 @@ class VJPTrace(Trace):
             if prim.vjp is None:
                 raise MissingRuleError(f"primitive {prim.name} has no VJP rule, so reverse mode "
                                        f"cannot handle it; define prim.vjp beside its impl")
-            ans, backward = prim.bind(*primals, **params), None
-        node = Node(prim, params, primals, ans, tuple(parents), backward)
+            if self.level == 0 and _core._debug_hook is None:
+                # The bottom trace: no operand can be a tracer of a lower one (bind already
+                # rejected leaked ones), so run NumPy without a second bind (saves ~0.4 us/op).
+                ans = prim.impl(*primals, **params)
+            else:
+                ans = bind(prim, *primals, **params)
+            backward = None
+        node = Node(prim, params, primals, ans, parents, backward)
         if prim.multiple_results:
             return [VJPTracer(self, a, node, i) if is_float(a) else a for i, a in enumerate(ans)]
         return VJPTracer(self, ans, node) if is_float(ans) else ans
 
 
-def _toposort(roots):
-    """Nodes reachable from ``roots``, each after every node that consumes it (Kahn's algorithm)."""
-    child_counts = {}
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if node in child_counts:
-            child_counts[node] += 1
-            continue
-        child_counts[node] = 1
-        stack.extend(p[0] for p in node.parents if p is not None)
-    ready = []
-    for r in roots:  # roots are consumed once by the (virtual) caller
-        child_counts[r] -= 1
-        if child_counts[r] == 0:
-            ready.append(r)
-    while ready:
-        node = ready.pop()
-        yield node
-        for p in node.parents:
-            if p is None:
-                continue
-            parent = p[0]
-            child_counts[parent] -= 1
-            if child_counts[parent] == 0:
-                ready.append(parent)
-
-
 def _add_ct(cts, node, index, ct):
+    """Add ``ct`` to ``node``'s cotangent; True when it is the node's first."""
     if index is None:
-        old = cts.get(node, zero)
-        cts[node] = ct if old is zero else old + ct
-    else:
-        slots = cts.get(node)
-        if slots is None:
-            slots = cts[node] = [zero] * len(node.ans)
-        slots[index] = ct if slots[index] is zero else slots[index] + ct
+        old = cts.get(node)
+        cts[node] = ct if old is None else old + ct
+        return old is None
+    slots = cts.get(node)
+    first = slots is None
+    if first:
+        slots = cts[node] = [zero] * len(node.ans)
+    slots[index] = ct if slots[index] is zero else slots[index] + ct
+    return first
 
 
 def backward_pass(outputs, out_cts):
-    """Propagate cotangents from ``outputs`` (VJPTracers) to the leaves; ``{leaf_node: ct}``."""
+    """Propagate cotangents from ``outputs`` (VJPTracers) to the leaves; ``{leaf_node: ct}``.
+
+    Nodes are visited in decreasing creation order (a max-heap on ``Node.seq``): every
+    consumer of a node was created after it, so each node's cotangent is complete when it is
+    popped. A node enters the heap when its first non-zero cotangent arrives, so nodes that
+    only ever receive zeros are never visited.
+    """
     cts = {}
-    roots = []
+    heap = []
+    push, pop = heapq.heappush, heapq.heappop
     for out, ct in zip(outputs, out_cts):
         if ct is zero:
             continue
-        _add_ct(cts, out.node, out.index, ct)
-        roots.append(out.node)
+        if _add_ct(cts, out.node, out.index, ct):
+            push(heap, (-out.node.seq, out.node))
     leaf_cts = {}
-    for node in _toposort(list(dict.fromkeys(roots))):
-        g = cts.pop(node, zero)
-        if g is zero or (isinstance(g, list) and all(c is zero for c in g)):
-            continue
-        if node.prim is None:
+    while heap:
+        node = pop(heap)[1]
+        g = cts.pop(node)
+        prim = node.prim
+        if prim is None:
             leaf_cts[node] = g
             continue
-        if isinstance(g, list):  # multiple results: rules see every output's cotangent
+        if type(g) is list:  # multiple results: rules see every output's cotangent
             g = [instantiate_zeros(c, a) for c, a in zip(g, node.ans)]
         if node.backward is not None:
             in_cts = node.backward(g)
         else:
+            rules = prim.vjp
+            if type(rules) is tuple:
+                # Fast path: the per-operand rules called here rather than through _rule_cts,
+                # with _fit's and _add_ct's common cases inline (a cotangent that already has
+                # its primal's shape and dtype, a single-output parent). With the heap instead
+                # of a topological sort, the backward pass of bench_overhead's chain went from
+                # 13.4 to 6.7 us per op (7.5 before inlining).
+                ans, primals, params = node.ans, node.primals, node.params
+                for rule, parent, primal in zip(rules, node.parents, primals):
+                    if parent is None or rule is None:
+                        continue
+                    ct = rule(g, ans, *primals, **params)
+                    if ct is zero or ct is None:
+                        continue
+                    try:
+                        if ct.shape != primal.shape or ct.dtype != primal.dtype:
+                            ct = _fit(ct, primal)
+                    except AttributeError:       # a Python scalar
+                        ct = _fit(ct, primal)
+                    p_node, index = parent
+                    if index is None:
+                        old = cts.get(p_node)
+                        if old is None:
+                            cts[p_node] = ct
+                            push(heap, (-p_node.seq, p_node))
+                        else:
+                            cts[p_node] = old + ct
+                    elif _add_ct(cts, p_node, index, ct):
+                        push(heap, (-p_node.seq, p_node))
+                continue
             in_cts = _rule_cts(node, g)
         for parent, primal, ct in zip(node.parents, node.primals, in_cts):
             if parent is None or ct is zero or ct is None:
                 continue
-            _add_ct(cts, parent[0], parent[1], _fit(ct, primal))
+            if _add_ct(cts, parent[0], parent[1], _fit(ct, primal)):
+                push(heap, (-parent[0].seq, parent[0]))
     return leaf_cts
 
 
 def _rule_cts(node, g):
+    """The cotangent of each operand of ``node`` (``zero`` for untracked ones) from its rules."""
     rules = node.prim.vjp
     if callable(rules):  # variadic primitives (concatenate) give the rule for operand i
         rules = [rules(i) for i in range(len(node.parents))]
@@ -190,6 +224,10 @@ def _fit(ct, primal):
         ct = unbroadcast(ct, shape)
     dt = dtype_of(primal)
     if dtype_of(ct) != dt:
+        if dtype_of(ct).kind == "c" and dt.kind != "c":
+            # a real operand of a complex op (x * z): the transpose of R -> C is the real part
+            from . import numpy as fnp
+            ct = fnp.real(ct)
         ct = ct.astype(dt)
     return ct
 

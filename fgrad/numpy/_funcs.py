@@ -88,8 +88,17 @@ def _name(fn_name):
 # Elementwise
 # --------------------------------------------------------------------------------------------
 
+#: Argument types that ``_arr`` leaves alone and ``bind`` hands straight to NumPy: with only
+#: these (and fgrad.debug_nans off) the elementwise wrappers call the primitive's NumPy
+#: implementation themselves. This is the path every VJP rule's arithmetic takes under a grad
+#: with no outer transform; skipping _arr and bind saves ~0.8 us per call there.
+_EAGER_TYPES = frozenset({np.ndarray, float, int, bool, np.float64, np.float32, np.int64, np.bool_})
+
+
 def _unary(prim, name, doc):
     def fn(x):
+        if type(x) in _EAGER_TYPES and _core._debug_hook is None:
+            return prim.impl(x)
         return bind(prim, _arr(x))
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = doc
@@ -98,8 +107,10 @@ def _unary(prim, name, doc):
 
 def _binary(prim, name, doc):
     def fn(x, y):
-        x, y = _arr(x), _arr(y)
         try:
+            if type(x) in _EAGER_TYPES and type(y) in _EAGER_TYPES and _core._debug_hook is None:
+                return prim.impl(x, y)
+            x, y = _arr(x), _arr(y)
             return bind(prim, x, y)
         except ValueError as err:
             if "broadcast" not in str(err):

@@ -23,6 +23,8 @@ from ..vmap import elementwise_batch_rule
 def _np_scalar(x):
     """A Python float or int as a NumPy scalar, so that a partial such as ``1 / x`` at
     ``x = 0.0`` gives ``inf`` (as NumPy and JAX) instead of raising ``ZeroDivisionError``."""
+    if type(x) is np.ndarray:     # fast path, most calls: 0.6 -> 0.1 us (two per rule call)
+        return x
     if isinstance(x, (float, int)) and not isinstance(x, (bool, np.generic)):
         return np.float64(x) if isinstance(x, float) else np.int64(x)
     return x
