@@ -14,7 +14,8 @@ from .custom import checkpoint, checkpoint_policies, custom_jvp, custom_vjp, rem
 from .debug import debug_nans
 from .errors import (ConcretizationError, FgradError, MissingRuleError,
                      TracerArrayConversionError, TransformError, UnexpectedTracerError)
-from . import random, testing  # noqa: F401
+from . import config, random, testing  # noqa: F401
+from .config import threefry_partitionable
 from .jit import ShapeDtypeStruct, eval_shape, jit
 from . import lax  # noqa: F401  (after api: it re-exports stop_gradient)
 from . import nn, scipy  # noqa: F401  (jax.nn, jax.scipy.special)
@@ -29,6 +30,6 @@ __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "vmap", "jacfwd", "jacrev",
            "hessian", "jacobian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "checkpoint_policies", "remat",
-           "make_jaxpr", "debug_nans", "lax", "nn", "numpy", "random", "scipy", "tree", "tree_util", "testing", "FgradError",
+           "make_jaxpr", "debug_nans", "config", "threefry_partitionable", "lax", "nn", "numpy", "random", "scipy", "tree", "tree_util", "testing", "FgradError",
            "UnexpectedTracerError", "TracerArrayConversionError", "ConcretizationError",
            "MissingRuleError", "TransformError"]

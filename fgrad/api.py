@@ -52,6 +52,12 @@ def _check_float_inputs(transform, f, leaves, paths=None):
             raise TypeError(f"{transform}({_fname(f)}): argument {_path_str(paths, i)} is complex "
                             f"({_aval_str(x)}); fgrad differentiates real float inputs only")
         if kind != "f":
+            from .random import is_key_data_path
+            if paths is not None and is_key_data_path(paths[i]):
+                where = _path_str([paths[i][:-1]], 0)
+                raise TypeError(f"{transform}({_fname(f)}): argument {where} is a random key "
+                                f"(fgrad.random.key); keys are not differentiable: leave it out "
+                                f"of argnums (pass it as another argument) or close over it")
             raise TypeError(f"{transform}({_fname(f)}): argument {_path_str(paths, i)} has dtype "
                             f"{dtype_of(x).name} ({_aval_str(x)}); derivatives are defined only "
                             f"for float inputs. Convert it (x.astype(float)) or leave it out of "
@@ -357,10 +363,12 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
         axes = _prefix(name, axes_spec, args, "in_axes") + [0] * tree.num_leaves(kwargs)
         labels = [_arg_label(p) for p in paths]
         norm_axes, sizes = [], []
-        for x, ax, label in zip(leaves, axes, labels):
+        for x, ax, label, path in zip(leaves, axes, labels, paths):
             if ax is None:
                 norm_axes.append(None)
                 continue
+            if isinstance(ax, int) and ax < 0 and _is_key_data(path):
+                ax -= 1   # a typed key's negative axes count its own axes, not the data axis
             if not isinstance(ax, int):
                 raise TypeError(f"vmap({name}): in_axes for {label} must be an int or None, got {ax!r}")
             s = shape_of(x)
@@ -379,10 +387,17 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
         o_axes = _prefix(name, out_axes, out, "out_axes")
         results = []
         for o, oa, p in zip(out_leaves, o_axes, out_paths):
+            if isinstance(oa, int) and oa < 0 and _is_key_data(p):
+                oa -= 1
             val, bd = (o.val, o.bdim) if _leaf_is_ours(o, trace, BatchTracer) else (o, None)
             results.append(_place_out_axis(name, val, bd, oa, size, p))
         return tree.unflatten(out_tree, results)
     return vmapped
+
+
+def _is_key_data(path):
+    from .random import is_key_data_path   # (only reached for negative axes)
+    return is_key_data_path(path)
 
 
 def _prefix(name, prefix, full, what):

@@ -60,7 +60,7 @@ import warnings
 
 import numpy as np
 
-from . import core, tree
+from . import config, core, tree
 from .core import Tracer, dtype_of, shape_of
 from .errors import UnexpectedTracerError
 from .passes import is_ufunc_eqn, optimize, plan_buffer_reuse
@@ -248,7 +248,7 @@ class Jitted:
                                 f"{type(x).__name__}, not an array or number; pass it through "
                                 f"static_argnums / static_argnames if it is a setting")
             avals.append(aval_of(x, weak_scalars=True))
-        key = (in_tree, tuple((a, a.weak_type) for a in avals), static_key)
+        key = (in_tree, tuple((a, a.weak_type) for a in avals), static_key, config.trace_context())
         entry = self._call_cache.get(key)
         if entry is None:
             box = []
@@ -331,7 +331,8 @@ class Jitted:
                                 f"{type(x).__name__}, not an array or number; pass it through "
                                 f"static_argnums / static_argnames if it is a setting")
         donated = self._donated_leaves(dyn_args, leaves, static_pos) if self._donate_argnums else ()
-        return (in_tree, tuple(sig), static_key, donated), leaves, donated
+        # the settings a trace reads (fgrad.config: the Threefry scheme) are part of the key
+        return (in_tree, tuple(sig), static_key, donated, config.trace_context()), leaves, donated
 
     def _donated_leaves(self, dyn_args, leaves, static_pos):
         n = len(dyn_args)
@@ -401,7 +402,9 @@ def _hashable(x):
 
 
 def _describe_change(old, new):
-    (t0, s0, k0, _), (t1, s1, k1, _) = old, new
+    (t0, s0, k0, _, c0), (t1, s1, k1, _, c1) = old, new
+    if c0 != c1:
+        return " (the last time because an fgrad.config setting changed)"
     if t0 != t1:
         return " (the last time because the argument structure changed)"
     if k0 != k1:

@@ -1,16 +1,39 @@
 """fgrad.random: pseudo-random numbers from explicit, splittable keys (``jax.random``).
 
-There is no global generator and no hidden state. A **key** is a NumPy ``uint32`` array of
-shape ``(2,)``; every sampler is a pure function of its key, so the same key gives the same
-numbers on every machine, and a function that draws random numbers can be transformed like any
-other (``grad``, ``vmap``, ``make_jaxpr``)::
+There is no global generator and no hidden state. Every sampler is a pure function of its key,
+so the same key gives the same numbers on every machine, and a function that draws random
+numbers can be transformed like any other (``grad``, ``vmap``, ``jit``, ``lax.scan``)::
 
     >>> import fgrad, fgrad.random as fr
-    >>> key = fr.key(0)
+    >>> key = fr.key(0)                             # a typed key: shape (), dtype key<fry>
     >>> k_init, k_data = fr.split(key)              # never reuse a key: split it
     >>> w = fr.normal(k_init, (3, 2))
-    >>> keys = fr.split(k_data, 8)                  # (8, 2): one key per example
+    >>> keys = fr.split(k_data, 8)                  # shape (8,): one key per example
     >>> x = fgrad.vmap(lambda k: fr.normal(k, (3,)))(keys)   # (8, 3), independent rows
+
+Keys
+----
+As in JAX there are two kinds, and every function takes either:
+
+* **typed keys** (``key(seed)``, ``jax.random.key``): a :class:`KeyArray` whose shape is the
+  number of keys (``key(0).shape == ()``, ``split(key(0), 8).shape == (8,)``) and whose dtype
+  prints ``key<fry>``. It indexes, iterates, reshapes and compares like an array of keys;
+  ``key_data(k)`` is its raw ``uint32`` data of shape ``k.shape + (2,)`` and
+  ``wrap_key_data(data)`` the way back. ``np.asarray(k)`` is an error pointing to ``key_data``.
+* **raw keys** (``PRNGKey(seed)``, ``jax.random.PRNGKey``): a NumPy ``uint32`` array of shape
+  ``(2,)``; ``split(raw, 8)`` has shape ``(8, 2)``. ``split`` and ``fold_in`` return the kind
+  they are given.
+
+A :class:`KeyArray` is a pytree node with one child, its raw data (JAX makes typed keys leaves
+of their own dtype). That choice lets every transform handle keys with no special case:
+``vmap`` batches the data (a batched typed key of shape ``(n,)`` maps to keys of shape
+``()``), ``jit``, ``lax.scan`` and ``eval_shape`` carry it, and the wrapper is rebuilt on the
+other side. What it changes, compared with JAX: ``fgrad.tree.leaves(key(0))`` is
+``[key_data(key(0))]`` (JAX: ``[key(0)]``), and ``fnn.io.save`` stores a typed key as its
+data (``load`` rebuilds it given ``like=``). ``grad`` with respect to a key is an error that
+names it (keys are not differentiable); a key passed as an argument that is not
+differentiated is fine. Negative ``in_axes``/``out_axes`` of ``vmap`` count a typed key's own
+axes, as in JAX.
 
 How the numbers are made
 ------------------------
@@ -18,13 +41,28 @@ The bit generator is **Threefry-2x32** with 20 rounds (Salmon et al., "Parallel 
 numbers: as easy as 1, 2, 3", SC 2011), the counter-based hash JAX uses: it maps a 64-bit key
 and a 64-bit counter to 64 random bits with additions, rotations and xors of 32-bit words, so
 the ``n``-th block of bits is computed directly, in a vectorised NumPy expression, with no
-sequential state. Every operation that consumes a key is a primitive:
+sequential state. JAX has two ways of choosing the counters, and fgrad follows the one
+``fgrad.config.jax_threefry_partitionable`` selects (``fgrad.config.update(...)`` or ``with
+fgrad.threefry_partitionable(...)``, as in JAX):
 
-* ``random_bits_p(keys, shape=, bit_width=)``: hash the counters ``0, 1, ..., n - 1``;
-* ``random_split_p(keys, shape=)``: new keys are hashed counters too;
-* ``random_fold_in_p(keys, data)``: hash the counter ``(0, data)``.
+* **partitionable** (``True``, the default, as in JAX 0.5 and later): the ``i``-th value of a
+  draw of shape ``shape`` (flat index ``i``) is the hash of the counter pair
+  ``(i >> 32, i mod 2^32)``; its two output words ``(a, b)`` give a key (``split``), 64 bits
+  ``a 2^32 + b``, or 32 bits ``a ^ b`` (8 and 16 bits: the low bits of ``a ^ b``). So
+  ``split(key, n)[i] == fold_in(key, i)``, and any element is computable on its own.
+* **original** (``False``, JAX before 0.5): ``n`` words of 32 bits hash the counters
+  ``0 .. n - 1`` cut in two halves, ``(c[j], c[j + n/2])``, the outputs concatenated; 64-bit
+  values join the two halves, 8- and 16-bit values are pieces of the 32-bit words.
 
-Their NumPy implementations accept keys with leading batch axes (``(..., 2)``), which makes
+``fold_in(key, d)`` hashes the counter ``(0, d)`` in both. Every operation that consumes a key
+is a primitive, with the scheme as a parameter (so ``make_jaxpr`` shows it and ``jit`` traces
+again when the setting changes):
+
+* ``random_bits_p(keys, shape=, bit_width=, partitionable=)``;
+* ``random_split_p(keys, shape=, partitionable=)``;
+* ``random_fold_in_p(keys, data)``.
+
+Their NumPy implementations accept raw keys with leading batch axes (``(..., 2)``), which makes
 their ``vmap`` rule one vectorised call: a batch of keys broadcasts against the counters. They
 are ``differentiable=False``: random bits have no derivative.
 
@@ -34,12 +72,15 @@ The samplers on top (``uniform``, ``normal``, ``truncated_normal``, ...) are wri
 
 Compatibility with JAX
 ----------------------
-The key layout and every algorithm follow JAX's raw ``uint32[2]`` Threefry keys with
-``jax_threefry_partitionable=False`` (JAX's scheme before version 0.5) and 64-bit types
-enabled: ``key``, ``split``, ``fold_in``, ``bits``, ``uniform``, ``normal``,
-``truncated_normal``, ``gumbel``, ``randint`` and ``bernoulli`` reproduce the values JAX's own
-test-suite pins (see ``tests/test_random.py``). Differences: the default float dtype is float64
-(as JAX with x64), float16/bfloat16 samplers are not offered, and ``permutation`` sorts stably.
+The seeds, both schemes and every sampler's algorithm follow JAX with 64-bit types enabled
+(JAX 0.10.2 checked): under either setting ``key``, ``split``, ``fold_in``, ``bits``,
+``randint``, ``bernoulli``, ``categorical``, ``permutation`` and ``choice`` give JAX's values
+exactly, and ``uniform``, ``normal``, ``truncated_normal`` and ``gumbel`` its floats to
+within 64 eps of ``max(|x|, 1)`` (measured: up to 46 eps in float32 normal tails, 15 in
+float64), where XLA's ``erf_inv``, ``log`` and fused multiply-adds round differently from
+NumPy (fgrad's erfinv is the more accurate one). ``tests/test_random.py`` pins JAX's values
+for both. Differences: the default float dtype is float64 (as JAX with x64), float16/bfloat16
+samplers are not offered, and typed keys are pytree nodes (above).
 """
 from __future__ import annotations
 
@@ -47,16 +88,19 @@ import math
 import operator
 
 import numpy as np
+import optree
 
+from . import config as _config
 from . import numpy as fnp
 from .core import Primitive, Tracer, bind, dtype_of, shape_of
 from .primitives.elementwise import nondifferentiable, unary
 from .staging import ShapedArray
+from .tree import NAMESPACE
 from .vmap import batch_size, move_to_front
 
-__all__ = ["key", "PRNGKey", "split", "fold_in", "bits", "uniform", "normal",
-           "truncated_normal", "bernoulli", "gumbel", "categorical", "randint", "permutation",
-           "choice", "threefry_2x32"]
+__all__ = ["key", "PRNGKey", "split", "fold_in", "key_data", "wrap_key_data", "key_impl",
+           "clone", "KeyArray", "bits", "uniform", "normal", "truncated_normal", "bernoulli",
+           "gumbel", "categorical", "randint", "permutation", "choice", "threefry_2x32"]
 
 _U32 = np.dtype(np.uint32)
 _UINT = {8: np.dtype(np.uint8), 16: np.dtype(np.uint16), 32: _U32, 64: np.dtype(np.uint64)}
@@ -128,6 +172,25 @@ def threefry_2x32(keypair, count):
     return _hash_counts(keypair, count.ravel()).reshape(count.shape)
 
 
+def _hash_indices(keys, shape):
+    """The partitionable scheme's words for keys ``(..., 2)``: the hashes ``(a, b)``, each of
+    shape ``(..., *shape)``, of the counters ``(i >> 32, i mod 2^32)`` for the flat index ``i``
+    of every position of ``shape`` (JAX's ``iota_2x32_shape``)."""
+    size = math.prod(shape)
+    if size > 2 ** 64:
+        raise ValueError(f"fgrad.random: cannot draw {size} values from one key (at most 2^64)")
+    if size <= 2 ** 32:
+        high, low = np.zeros((), _U32), np.arange(size, dtype=_U32).reshape(shape)
+    else:
+        index = np.arange(size, dtype=np.uint64).reshape(shape)
+        high, low = (index >> np.uint64(32)).astype(_U32), index.astype(_U32)
+    keys = np.asarray(keys)
+    lead = keys.shape[:-1] + (1,) * len(shape)
+    a, b = _threefry2x32(keys[..., 0].reshape(lead), keys[..., 1].reshape(lead), high, low)
+    out_shape = keys.shape[:-1] + tuple(shape)
+    return np.broadcast_to(a, out_shape), np.broadcast_to(b, out_shape)
+
+
 # --------------------------------------------------------------------------------------------
 # The primitives that consume keys. Their implementations take keys of shape (..., 2), so a
 # batch of keys is one vectorised call; that is their whole vmap rule.
@@ -143,20 +206,27 @@ def _keys_batch_rule(prim):
     return prim
 
 
-def _random_bits_impl(keys, *, shape, bit_width):
+def _random_bits_impl(keys, *, shape, bit_width, partitionable):
     """``prod(shape)`` blocks of ``bit_width`` random bits per key: ``(..., *shape)``.
 
-    The counters ``0 .. m - 1`` with ``m = ceil(bit_width * size / 32)`` are hashed; 64-bit
-    values join the first half of the words (high) with the second half (low); 8- and 16-bit
-    values are the pieces of each 32-bit word, lowest first.
+    Partitionable: value ``i`` comes from the hash ``(a, b)`` of the index ``i``: ``a 2^32 + b``
+    (64 bits), ``a ^ b`` (32), its low bits (8, 16). Original: the counters ``0 .. m - 1`` with
+    ``m = ceil(bit_width * size / 32)`` are hashed; 64-bit values join the first half of the
+    words (high) with the second half (low); 8- and 16-bit values are the pieces of each 32-bit
+    word, lowest first.
     """
+    keys = np.asarray(keys)
+    if partitionable:
+        a, b = _hash_indices(keys, shape)
+        if bit_width == 64:
+            return (a.astype(np.uint64) << np.uint64(32)) | b
+        return (a ^ b).astype(_UINT[bit_width], copy=False)
     size = math.prod(shape)
     n_words = -(-bit_width * size // 32)
     if n_words >= 2 ** 32:
         raise ValueError(f"fgrad.random: cannot draw {size} values of {bit_width} bits from one "
                          f"key (at most 2^32 - 1 words of 32 bits); split the key and draw in "
                          f"parts")
-    keys = np.asarray(keys)
     words = _hash_counts(keys, np.arange(n_words, dtype=_U32))
     batch = keys.shape[:-1]
     if bit_width == 64:
@@ -173,21 +243,24 @@ def _random_bits_impl(keys, *, shape, bit_width):
 
 
 random_bits_p = _keys_batch_rule(Primitive("random_bits", _random_bits_impl, differentiable=False))
-random_bits_p.abstract_eval = lambda keys, *, shape, bit_width: ShapedArray(
+random_bits_p.abstract_eval = lambda keys, *, shape, bit_width, partitionable: ShapedArray(
     shape_of(keys)[:-1] + tuple(shape), _UINT[bit_width])
 
 
-def _random_split_impl(keys, *, shape):
-    """New keys ``(..., *shape, 2)``: the hashes of the counters ``0 .. 2 * prod(shape) - 1``,
-    read two words per key."""
+def _random_split_impl(keys, *, shape, partitionable):
+    """New keys ``(..., *shape, 2)``. Partitionable: key ``i`` is the hash of the index ``i``
+    (so ``split(k, n)[i] == fold_in(k, i)``); original: the hashes of the counters
+    ``0 .. 2 * prod(shape) - 1``, read two words per key."""
     keys = np.asarray(keys)
+    if partitionable:
+        return np.stack(_hash_indices(keys, shape), axis=-1)
     words = _hash_counts(keys, np.arange(2 * math.prod(shape), dtype=_U32))
     return words.reshape(keys.shape[:-1] + tuple(shape) + (2,))
 
 
 random_split_p = _keys_batch_rule(Primitive("random_split", _random_split_impl,
                                             differentiable=False))
-random_split_p.abstract_eval = lambda keys, *, shape: ShapedArray(
+random_split_p.abstract_eval = lambda keys, *, shape, partitionable: ShapedArray(
     shape_of(keys)[:-1] + tuple(shape) + (2,), _U32)
 
 
@@ -203,6 +276,20 @@ random_fold_in_p = _keys_batch_rule(Primitive("random_fold_in", _random_fold_in_
                                               differentiable=False))
 random_fold_in_p.abstract_eval = lambda keys, data: ShapedArray(
     np.broadcast_shapes(shape_of(keys)[:-1], shape_of(data)) + (2,), _U32)
+
+
+def _partitionable():
+    """The scheme in force (read when a function is traced; see fgrad.config)."""
+    return _config._VALUES["jax_threefry_partitionable"]
+
+
+def _bits(raw_key, shape, bit_width):
+    return bind(random_bits_p, raw_key, shape=shape, bit_width=bit_width,
+                partitionable=_partitionable())
+
+
+def _split_raw(raw_key, shape):
+    return bind(random_split_p, raw_key, shape=shape, partitionable=_partitionable())
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,18 +375,31 @@ def _erfinv(y):
 # --------------------------------------------------------------------------------------------
 
 def _describe(x):
+    if isinstance(x, KeyArray):
+        return f"key<fry>[{','.join(map(str, x.shape))}]"
     if isinstance(x, (np.ndarray, np.generic, Tracer)):
         return f"{np.dtype(dtype_of(x)).name}[{','.join(map(str, shape_of(x)))}]"
     return f"{type(x).__name__} {x!r}" if isinstance(x, (int, float)) else type(x).__name__
 
 
+def _is_raw_keys(x):
+    return isinstance(x, (np.ndarray, Tracer)) and dtype_of(x) == _U32 and shape_of(x)[-1:] == (2,)
+
+
 def _check_key(fn, key_):
+    """The raw ``uint32[2]`` data of one key, typed or raw, or an error saying what came."""
+    if type(key_) is KeyArray:
+        data = key_._data
+        if shape_of(data) == (2,):
+            return data
+        raise TypeError(f"fgrad.random.{fn}: expects a single key, got a typed key array of shape "
+                        f"{key_.shape}; map over it with "
+                        f"fgrad.vmap(lambda k: fgrad.random.{fn}(k, ...))(keys)")
     if isinstance(key_, (np.ndarray, Tracer)) and shape_of(key_) == (2,) and dtype_of(key_) == _U32:
         return key_
-    msg = (f"fgrad.random.{fn}: key must be a uint32 array of shape (2,) from "
-           f"fgrad.random.key(seed), got {_describe(key_)}")
-    s = shape_of(key_) if isinstance(key_, (np.ndarray, Tracer)) else None
-    if s is not None and len(s) >= 2 and s[-1] == 2 and dtype_of(key_) == _U32:
+    msg = (f"fgrad.random.{fn}: key must be a typed key from fgrad.random.key(seed) or a "
+           f"uint32 array of shape (2,) from fgrad.random.PRNGKey(seed), got {_describe(key_)}")
+    if _is_raw_keys(key_) and len(shape_of(key_)) >= 2:
         msg += (f". That is a batch of keys: map over it with "
                 f"fgrad.vmap(lambda k: fgrad.random.{fn}(k, ...))(keys)")
     elif isinstance(key_, (int, np.integer)):
@@ -383,23 +483,181 @@ def _float_param(fn, name, x, dtype=None):
 
 
 # --------------------------------------------------------------------------------------------
+# Typed keys
+# --------------------------------------------------------------------------------------------
+
+class _KeyDataEntry(str):
+    """The path entry of a typed key's one pytree child (``.key_data``). ``fgrad.api`` looks
+    for it: ``grad`` names a key it is asked to differentiate, and ``vmap``'s negative axes
+    count a typed key's own axes, not its data axis."""
+    __slots__ = ()
+
+
+KEY_DATA = _KeyDataEntry("key_data")
+
+
+def is_key_data_path(path):
+    """Whether a pytree path (optree's raw entries) ends in a typed key's data."""
+    return bool(path) and path[-1] is KEY_DATA
+
+
+class KeyDtype:
+    """The dtype of typed keys, printed ``key<fry>`` (Threefry's tag) as in JAX."""
+    __slots__ = ()
+    name = "key<fry>"
+    impl = "threefry2x32"
+
+    def __repr__(self):
+        return self.name
+
+    __str__ = __repr__
+
+
+KEY_DTYPE = KeyDtype()
+
+
+class KeyArray:
+    """An array of typed keys (what ``key(seed)`` and ``split`` of a typed key return).
+
+    ``shape`` counts keys: a single key has shape ``()``, ``split(k, 8)`` shape ``(8,)``. The
+    raw data, ``key_data(keys)``, is ``uint32`` of shape ``shape + (2,)`` (a NumPy array, or a
+    tracer inside a transform). Keys index (``keys[0]``, ``keys[1:]``), iterate
+    (``k1, k2 = split(k)``), ``len``, ``reshape``, ``ravel`` and compare (``==``) like arrays;
+    arithmetic and ``np.asarray`` are errors. As a pytree node whose one child is the data
+    (see the module docstring), keys go through ``vmap``, ``jit`` and ``lax.scan``::
+
+        >>> keys = fgrad.random.split(fgrad.random.key(0), 8)
+        >>> fgrad.vmap(lambda k: fgrad.random.normal(k, (3,)))(keys).shape
+        (8, 3)
+    """
+
+    __slots__ = ("_data",)
+    __array_ufunc__ = None   # NumPy operators defer to keys (and fail) instead of converting them
+    dtype = KEY_DTYPE
+
+    def __init__(self, data):
+        # Not checked: pytree unflattening rebuilds keys around whatever a transform hands
+        # back (tracers, ShapeDtypeStructs); wrap_key_data checks what users pass.
+        self._data = data
+
+    @property
+    def shape(self):
+        return tuple(self._data.shape[:-1])
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a single key (a typed key of shape ())")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a single key (a typed key of shape ()); split it "
+                            "first: fgrad.random.split(key, n)")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __getitem__(self, idx):
+        if not self.shape:
+            raise IndexError("a single key (a typed key of shape ()) cannot be indexed")
+        idx = (idx if isinstance(idx, tuple) else (idx,)) + (slice(None),)   # keep the data axis
+        data = self._data
+        if not isinstance(data, Tracer) and any(isinstance(i, Tracer) for i in idx):
+            return KeyArray(_traced_getitem(data, idx))   # a NumPy array cannot take a tracer
+        return KeyArray(data[idx])
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        return KeyArray(fnp.reshape(self._data, tuple(shape) + (2,)))
+
+    def ravel(self):
+        return self.reshape(-1)
+
+    @property
+    def T(self):
+        perm = tuple(range(self.ndim))[::-1] + (self.ndim,)
+        return KeyArray(fnp.transpose(self._data, perm))
+
+    def __eq__(self, other):
+        if not isinstance(other, KeyArray):
+            return NotImplemented
+        return fnp.all(fnp.equal(self._data, other._data), axis=-1)
+
+    def __ne__(self, other):
+        if not isinstance(other, KeyArray):
+            return NotImplemented
+        return fnp.logical_not(self == other)
+
+    __hash__ = None
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(f"fgrad.random: a typed key array ({_describe(self)}) cannot be "
+                        f"converted to a NumPy array; use fgrad.random.key_data(keys) for its "
+                        f"uint32 data (shape {self.shape + (2,)})")
+
+    def __repr__(self):
+        if isinstance(self._data, np.ndarray):
+            return f"Array({self.shape}, dtype=key<fry>) overlaying:\n{self._data}"
+        return f"KeyArray({self.shape}, dtype=key<fry>) overlaying {self._data!r}"
+
+
+def _traced_getitem(data, idx):
+    from .numpy._funcs import getitem
+    return getitem(data, idx)
+
+
+# One child, the raw data: transforms batch, stage and carry it like any array.
+optree.register_pytree_node(KeyArray, lambda k: ((k._data,), None, (KEY_DATA,)),
+                            lambda _, children: KeyArray(children[0]),
+                            path_entry_type=optree.GetAttrEntry, namespace=NAMESPACE)
+
+
+# --------------------------------------------------------------------------------------------
 # Keys
 # --------------------------------------------------------------------------------------------
 
-def key(seed):
-    """A key from an integer seed: the seed's 64 bits as two ``uint32`` words ``(high, low)``.
+def _check_impl(fn, impl):
+    if impl is not None and str(impl) not in ("threefry2x32", "key<fry>"):
+        raise ValueError(f"fgrad.random.{fn}: impl must be None or 'threefry2x32' (fgrad's only "
+                         f"bit generator), got {impl!r}")
+
+
+def PRNGKey(seed, *, impl=None):
+    """A raw key from an integer seed: ``uint32[2]``, the seed's 64 bits as ``(high, low)``.
 
     Seeds of 32-bit integer types give ``(0, seed mod 2^32)``; Python ints and 64-bit types give
     ``(seed >> 32, seed & 0xffffffff)`` of the two's complement value (as JAX with x64).
-    ``seed`` may be traced: ``fgrad.vmap(fgrad.random.key)(np.arange(4))`` makes four keys.
+    ``seed`` may be traced: ``fgrad.vmap(fgrad.random.PRNGKey)(np.arange(4))`` makes four keys.
 
-    >>> fgrad.random.key(42)
+    >>> fgrad.random.PRNGKey(42)
     array([ 0, 42], dtype=uint32)
     """
+    return _seed_words("PRNGKey", seed, impl)
+
+
+def key(seed, *, impl=None):
+    """A typed key from an integer seed (``jax.random.key``): shape ``()``, dtype ``key<fry>``,
+    over the words :func:`PRNGKey` makes. ``seed`` may be traced (``vmap`` over seeds).
+
+    >>> fgrad.random.key(42)
+    Array((), dtype=key<fry>) overlaying:
+    [ 0 42]
+    """
+    return KeyArray(_seed_words("key", seed, impl))
+
+
+def _seed_words(fn, seed, impl):
+    _check_impl(fn, impl)
     if isinstance(seed, Tracer):
         dt = dtype_of(seed)
         if dt.kind not in "iu" or shape_of(seed) != ():
-            raise TypeError(f"fgrad.random.key: seed must be an integer scalar, got "
+            raise TypeError(f"fgrad.random.{fn}: seed must be an integer scalar, got "
                             f"{_describe(seed)}")
         low = fnp.astype(seed, _U32)
         if dt.itemsize == 8:
@@ -408,47 +666,85 @@ def key(seed):
             high = np.zeros((), _U32)
         return fnp.stack([high, low])
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer, np.ndarray)):
-        raise TypeError(f"fgrad.random.key: seed must be an integer, got {_describe(seed)}")
+        raise TypeError(f"fgrad.random.{fn}: seed must be an integer, got {_describe(seed)}")
     if isinstance(seed, np.ndarray):
         if seed.shape != () or seed.dtype.kind not in "iu":
-            raise TypeError(f"fgrad.random.key: seed must be an integer scalar, got "
+            raise TypeError(f"fgrad.random.{fn}: seed must be an integer scalar, got "
                             f"{_describe(seed)}; for several keys use "
-                            f"fgrad.vmap(fgrad.random.key)(seeds)")
+                            f"fgrad.vmap(fgrad.random.{fn})(seeds)")
         seed = seed[()]
     width = 64 if isinstance(seed, int) else 8 * seed.dtype.itemsize
     value = int(seed)
     if not -2 ** 63 <= value < 2 ** 64:
-        raise OverflowError(f"fgrad.random.key: seed {value} does not fit in 64 bits")
+        raise OverflowError(f"fgrad.random.{fn}: seed {value} does not fit in 64 bits")
     value %= 2 ** 64 if width == 64 else 2 ** 32
     return np.array([value >> 32, value & 0xFFFFFFFF], dtype=_U32)
 
 
-PRNGKey = key
+def key_data(keys):
+    """The raw ``uint32`` data of keys: shape ``keys.shape + (2,)`` for typed keys; a raw key
+    array is returned as it is (``jax.random.key_data``)."""
+    if isinstance(keys, KeyArray):
+        return keys._data
+    if _is_raw_keys(keys):
+        return keys
+    raise TypeError(f"fgrad.random.key_data: expected typed keys (fgrad.random.key) or raw "
+                    f"uint32 keys of shape (..., 2), got {_describe(keys)}")
+
+
+def wrap_key_data(key_bits_array, *, impl=None):
+    """Typed keys over raw ``uint32`` data of shape ``(..., 2)`` (``jax.random.wrap_key_data``):
+    ``wrap_key_data(key_data(k))`` is ``k``, and ``wrap_key_data(PRNGKey(s))`` is ``key(s)``."""
+    _check_impl("wrap_key_data", impl)
+    data = key_bits_array
+    if isinstance(data, KeyArray):
+        raise TypeError("fgrad.random.wrap_key_data: the argument is already a typed key array")
+    if not isinstance(data, Tracer):
+        data = np.asarray(data)
+    if not _is_raw_keys(data):
+        raise TypeError(f"fgrad.random.wrap_key_data: expected uint32 data of shape (..., 2), "
+                        f"got {_describe(data)}; convert with .astype(np.uint32) if the values "
+                        f"are key words")
+    return KeyArray(data)
+
+
+def key_impl(keys):
+    """The bit generator behind ``keys`` (typed or raw): always ``'threefry2x32'``."""
+    key_data(keys)
+    return "threefry2x32"
+
+
+def clone(key):
+    """``key`` itself (``jax.random.clone``, which exists for JAX's key-reuse checker)."""
+    return key
 
 
 def split(key, num=2):
-    """``num`` new, independent keys from ``key``: shape ``(num, 2)`` (``num`` may be a shape).
+    """``num`` new, independent keys from ``key`` (``num`` may be a shape).
 
-    Split a key instead of using it twice, and after splitting use only the children: they
-    are the hashes of the counters ``0 .. 2 num - 1``, the same words a 32-bit draw from the
-    parent would start with (as in JAX), while the children's own streams are independent of
-    each other.
+    A typed key gives typed keys of shape ``num`` (``(num,)``); a raw key gives raw keys of
+    shape ``(num, 2)``. Split a key instead of using it twice, and after splitting use only
+    the children. Under the partitionable scheme (the default) child ``i`` is
+    ``fold_in(key, i)``; under the original one the children are the words a 32-bit draw from
+    the parent would start with (as in JAX).
 
     >>> k1, k2 = fgrad.random.split(fgrad.random.key(0))
-    >>> keys = fgrad.random.split(k1, 8)                              # (8, 2)
+    >>> keys = fgrad.random.split(k1, 8)                              # shape (8,)
     >>> fgrad.vmap(lambda k: fgrad.random.normal(k, (3,)))(keys)       # (8, 3)
     """
-    key = _check_key("split", key)
-    return bind(random_split_p, key, shape=_check_shape("split", num))
+    raw = _check_key("split", key)
+    out = _split_raw(raw, _check_shape("split", num))
+    return KeyArray(out) if type(key) is KeyArray else out
 
 
 def fold_in(key, data):
-    """A new key from ``key`` and an integer ``data`` (a step number, a layer index, ...).
+    """A new key from ``key`` and an integer ``data`` (a step number, a layer index, ...),
+    of the same kind as ``key`` (typed or raw).
 
     ``fold_in(key, i)`` for ``i = 0, 1, ...`` gives distinct keys without splitting ahead of
     time. ``data`` is taken modulo 2^32 and may be traced (``vmap`` over it).
     """
-    key = _check_key("fold_in", key)
+    raw = _check_key("fold_in", key)
     if isinstance(data, Tracer):
         if dtype_of(data).kind not in "iu" or shape_of(data) != ():
             raise TypeError(f"fgrad.random.fold_in: data must be an integer scalar, got "
@@ -460,11 +756,12 @@ def fold_in(key, data):
             raise TypeError(f"fgrad.random.fold_in: data must be an integer scalar, got "
                             f"{_describe(data)}")
         data = np.uint32(int(d) % 2 ** 32)
-    return bind(random_fold_in_p, key, data)
+    out = bind(random_fold_in_p, raw, data)
+    return KeyArray(out) if type(key) is KeyArray else out
 
 
-def _split2(key_):
-    keys = bind(random_split_p, key_, shape=(2,))
+def _split2(raw_key):
+    keys = _split_raw(raw_key, (2,))
     return keys[0], keys[1]
 
 
@@ -479,7 +776,7 @@ def bits(key, shape=(), dtype=np.uint32):
     if dt not in _UINT.values():
         raise TypeError(f"fgrad.random.bits: dtype must be uint8, uint16, uint32 or uint64, "
                         f"got {dt.name}")
-    return bind(random_bits_p, key, shape=_check_shape("bits", shape), bit_width=8 * dt.itemsize)
+    return _bits(key, _check_shape("bits", shape), 8 * dt.itemsize)
 
 
 def _unit_floats(key_, shape, dtype):
@@ -491,7 +788,7 @@ def _unit_floats(key_, shape, dtype):
     """
     finfo = np.finfo(dtype)
     nbits = 8 * dtype.itemsize
-    raw = bind(random_bits_p, key_, shape=shape, bit_width=nbits)
+    raw = _bits(key_, shape, nbits)
     mantissa = fnp.right_shift(raw, np.array(nbits - finfo.nmant, _UINT[nbits]))
     return fnp.astype(mantissa, dtype) * np.array(2.0 ** -finfo.nmant, dtype)
 
@@ -651,7 +948,8 @@ def randint(key, shape, minval, maxval, dtype=np.int64):
     width keeps the modulo bias below ``s / 2^nbits``. ``maxval`` one past the dtype's maximum
     (``randint(k, (), 0, 256, uint8)``) covers the whole range. ``minval`` and ``maxval``
     broadcast to ``shape`` and may be traced (``vmap`` over them); bounds outside the dtype's
-    range are clipped into it and float bounds are truncated to integers, as in JAX.
+    range are clipped into it and float bounds are truncated to integers, as in JAX. 8- and
+    16-bit integers are drawn as int32 and converted (JAX's rule: less modulo bias).
     """
     key = _check_key("randint", key)
     shape = _check_shape("randint", shape)
@@ -661,6 +959,17 @@ def randint(key, shape, minval, maxval, dtype=np.int64):
     minval = _int_param("randint", "minval", minval)
     maxval = _int_param("randint", "maxval", maxval)
     _check_broadcast("randint", shape, minval=shape_of(minval), maxval=shape_of(maxval))
+    if dtype.itemsize < 4:
+        info, i32 = np.iinfo(dtype), np.dtype(np.int32)
+        minval = fnp.clip(fnp.astype(minval, i32), np.array(info.min, i32), np.array(info.max, i32))
+        maxval = fnp.clip(fnp.astype(maxval, i32), np.array(info.min, i32),
+                          np.array(info.max + 1, i32))
+        return fnp.astype(_randint(key, shape, minval, maxval, i32), dtype)
+    return _randint(key, shape, minval, maxval, dtype)
+
+
+def _randint(key, shape, minval, maxval, dtype):
+    """randint's draw for a 32- or 64-bit ``dtype`` (bounds already integer arrays)."""
     nbits = 8 * dtype.itemsize
     udtype = _UINT[nbits]
     one = np.array(1, udtype)
@@ -671,8 +980,7 @@ def randint(key, shape, minval, maxval, dtype=np.int64):
         maxval_out_of_range = np.False_
     minval, maxval = _clip_to_dtype(minval, dtype), _clip_to_dtype(maxval, dtype)
     k_high, k_low = _split2(key)
-    high = bind(random_bits_p, k_high, shape=shape, bit_width=nbits)
-    low = bind(random_bits_p, k_low, shape=shape, bit_width=nbits)
+    high, low = _bits(k_high, shape, nbits), _bits(k_low, shape, nbits)
 
     def rem(x, s):   # x mod s, with x mod 0 = x (a span of 2^nbits wraps to 0)
         return fnp.where(s == 0, x, fnp.remainder(x, fnp.where(s == 0, one, s)))
@@ -699,7 +1007,7 @@ def _shuffle_order(key_, shape, axis):
     order = np.broadcast_to(positions, shape)
     for _ in range(rounds):
         key_, subkey = _split2(key_)
-        sort_keys = bind(random_bits_p, subkey, shape=shape, bit_width=32)
+        sort_keys = _bits(subkey, shape, 32)
         order = fnp.take_along_axis(order, fnp.argsort(sort_keys, axis=axis), axis)
     return order
 

@@ -103,7 +103,9 @@ def test_batches_are_shifted_windows_and_repeat_with_the_key():
 def test_training_lowers_the_loss_and_writes_its_files(plays, tmp_path, capsys, tokenizer, arch):
     result = run_example(plays, tmp_path, "--tokenizer", tokenizer, "--arch", arch)
     losses = result["history"]["eval"]["loss"]
-    assert losses[-1] < losses[0] - 0.1
+    # 8 steps, 2 eval batches: the drop depends on the draws (0.09-0.20 in the three runs
+    # under each of the two Threefry schemes)
+    assert losses[-1] < losses[0] - 0.05
     assert sorted(os.listdir(tmp_path)) == ["checkpoint", "curves.png", "metrics.json"]
     files = set(os.listdir(tmp_path / "checkpoint"))
     assert {"config.json", "model.safetensors", "optimizer.npz", "trainer_state.json"} <= files

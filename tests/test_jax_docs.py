@@ -507,7 +507,10 @@ def test_random_page_keys_are_explicit():
     assert random.normal(subkey) != a
     key, *subkeys = random.split(key, num=4)
     assert len(subkeys) == 3
-    assert random.PRNGKey(0).shape == random.key(0).shape
+    # JAX's two kinds of key: typed (shape ()) and raw (uint32 of shape (2,)), same numbers
+    assert random.key(0).shape == () and random.PRNGKey(0).shape == (2,)
+    assert random.split(key, 8).shape == (8,) and random.split(random.PRNGKey(0), 8).shape == (8, 2)
+    assert random.normal(random.key(0)) == random.normal(random.PRNGKey(0))
 
 
 def test_functional_updates_inside_transforms():

@@ -1,8 +1,15 @@
 """Tests of fgrad.random: bits, keys, every sampler's distribution, transforms and errors.
 
-* Known answers: the Threefry-2x32 test vectors of the Random123 reference implementation, and
-  the values JAX's own test-suite pins for its raw threefry keys (``jax_threefry_partitionable``
-  off, x64 on): fgrad reproduces them bit for bit (floats to the printed digits).
+* Known answers: the Threefry-2x32 test vectors of the Random123 reference implementation; the
+  values JAX's own test-suite pins for its original scheme (``jax_threefry_partitionable``
+  off, x64 on) and its partitionable-scheme properties (``split(k, n)[i] == fold_in(k, i)``);
+  and a table of draws pinned from JAX 0.10.2 under both schemes (integers, booleans, keys
+  and permutations exactly, floats to within 64 eps of max(|x|, 1): XLA's ``erf_inv`` and
+  fused multiply-adds round differently from NumPy).
+* Keys: typed keys (``key``) and raw keys (``PRNGKey``) give the same numbers everywhere; typed
+  keys index, iterate, compare, and go through ``vmap``, ``jit``, ``lax.scan``, ``grad`` (as a
+  non-differentiated argument), pytrees and ``fnn.io``; the scheme is selected with
+  ``fgrad.config`` / ``fgrad.threefry_partitionable`` and ``jit`` retraces when it changes.
 * Statistics: each sampler is checked against its distribution with Kolmogorov-Smirnov,
   chi-square, mean and variance bounds set about 5-6 standard errors out, so a correct sampler
   passes with overwhelming probability (a false alarm about once in 10^6 seeds); the seeds are
@@ -26,11 +33,24 @@ from hypothesis import given, settings, strategies as st
 import fgrad
 import fgrad.numpy as fnp
 import fgrad.random as fr
+import fnn
 from fgrad.testing import check_grads
 
 EXAMPLES = settings.default.max_examples
+# JAX's two key constructors (its tests' KEY_CTORS): every function accepts both kinds
+KEY_CTORS = [fr.key, fr.PRNGKey]
 
 
+@pytest.fixture
+def original_scheme():
+    """Run a test under ``jax_threefry_partitionable=False`` (JAX's scheme before 0.5)."""
+    with fgrad.threefry_partitionable(False):
+        yield
+
+
+def raw(k):
+    """The uint32 data of a typed or raw key (array)."""
+    return np.asarray(fr.key_data(k))
 # --------------------------------------------------------------------------------------------
 # Statistical checks
 # --------------------------------------------------------------------------------------------
@@ -106,7 +126,6 @@ def test_threefry_is_vectorised_over_counters():
     np.testing.assert_array_equal(out[:n], 0xc4923a9c)
     np.testing.assert_array_equal(out[n:], 0x483df7a0)
 
-
 # jax tests/random_test.py, test_prng_seeds_and_keys (with jax_enable_x64)
 SEEDS = [
     (0, [0, 0]), (np.int32(1), [0, 1]), (np.uint32(2), [0, 2]), (np.int64(3), [0, 3]),
@@ -122,14 +141,20 @@ SEEDS = [
 @pytest.mark.parametrize("seed, expected", SEEDS, ids=lambda v: repr(v))
 def test_key_from_seed(seed, expected):
     k = fr.key(seed)
-    assert k.dtype == np.uint32 and k.shape == (2,)
-    assert k.tolist() == expected
-    assert fr.PRNGKey(seed).tolist() == expected
+    assert isinstance(k, fr.KeyArray) and k.shape == () and str(k.dtype) == "key<fry>"
+    assert fr.key_data(k).dtype == np.uint32 and fr.key_data(k).tolist() == expected
+    raw_key = fr.PRNGKey(seed)
+    assert isinstance(raw_key, np.ndarray) and raw_key.dtype == np.uint32
+    assert raw_key.shape == (2,) and raw_key.tolist() == expected
 
 
-def test_bits_known_values():
+# The values below are JAX's own test-suite pins (jax tests/random_test.py, x64), all for the
+# original scheme; JAX runs them with both key constructors, and so does this file.
+
+@pytest.mark.parametrize("make_key", KEY_CTORS)
+def test_bits_known_values(original_scheme, make_key):
     # jax testRngRandomBits
-    k = fr.key(1701)
+    k = make_key(1701)
     assert fr.bits(k, (3,), np.uint8).tolist() == [216, 115, 43]
     assert fr.bits(k, (3,), np.uint16).tolist() == [41682, 1300, 55017]
     assert fr.bits(k, (3,), np.uint32).tolist() == [56197195, 4200222568, 961309823]
@@ -137,7 +162,7 @@ def test_bits_known_values():
                                                      7882654074788531506]
 
 
-def test_bits_view_property():
+def test_bits_view_property(original_scheme):
     # 8-, 16- and 32-bit draws are views of the same 32-bit words
     # (jax testRngRandomBitsViewProperty)
     k = fr.key(1701)
@@ -147,13 +172,14 @@ def test_bits_view_property():
     np.testing.assert_array_equal(words[1], words[2])
 
 
-def test_split_and_fold_in_known_values():
+@pytest.mark.parametrize("make_key", KEY_CTORS)
+def test_split_and_fold_in_known_values(original_scheme, make_key):
     # jax testPRNGValues
-    k = fr.key(0)
+    k = make_key(0)
     np.testing.assert_array_equal(
-        fr.split(k, 4), [[2285895361, 1501764800], [1518642379, 4090693311],
-                         [433833334, 4221794875], [839183663, 3740430601]])
-    np.testing.assert_array_equal(fr.fold_in(k, 4), [2285895361, 433833334])
+        raw(fr.split(k, 4)), [[2285895361, 1501764800], [1518642379, 4090693311],
+                              [433833334, 4221794875], [839183663, 3740430601]])
+    np.testing.assert_array_equal(raw(fr.fold_in(k, 4)), [2285895361, 433833334])
     np.testing.assert_array_equal(fr.randint(k, (3, 3), 0, 8), [[7, 2, 6], [2, 1, 0], [6, 7, 7]])
     np.testing.assert_array_equal(fr.randint(k, (3, 3), 0, 8, np.int32),
                                   [[2, 1, 3], [6, 1, 5], [6, 3, 4]])
@@ -186,13 +212,259 @@ JAX_VALUES = [
 ]
 
 
+@pytest.mark.parametrize("make_key", KEY_CTORS)
 @pytest.mark.parametrize("name, draw, expected", JAX_VALUES, ids=[c[0] for c in JAX_VALUES])
-def test_matches_jax_published_values(name, draw, expected):
-    out = draw(fr.key(_jax_case_seed(name)))
+def test_matches_jax_published_values(original_scheme, name, draw, expected, make_key):
+    out = draw(make_key(_jax_case_seed(name)))
     if out.dtype.kind == "f":
         np.testing.assert_allclose(out, expected, rtol=1e-5, atol=2e-6)
     else:
         assert out.tolist() == expected
+
+
+@pytest.mark.parametrize("make_key", KEY_CTORS)
+def test_partitionable_split_is_fold_in(make_key):
+    # jax test_threefry_split_fold_in_symmetry and test_threefry_split_vmapped_fold_in_symmetry
+    # (run by JAX under jax_threefry_partitionable=True, fgrad's default)
+    key = make_key(72)
+    folded = [raw(fr.fold_in(key, i)) for i in range(3)]
+    np.testing.assert_array_equal(raw(fr.split(key, 3)), folded)
+    vmapped = fgrad.vmap(lambda i: fr.fold_in(key, i))(np.arange(3))
+    np.testing.assert_array_equal(raw(vmapped), folded)
+    # and not under the original scheme
+    with fgrad.threefry_partitionable(False):
+        assert not np.array_equal(raw(fr.split(key, 3)), folded)
+
+
+def test_partitionable_values_depend_on_the_index_only():
+    # value i of any draw is the hash of i: the shape does not matter, and a longer draw
+    # extends a shorter one (under the original scheme neither holds)
+    k = fr.key(31)
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        long = fr.bits(k, (12,), dtype)
+        np.testing.assert_array_equal(fr.bits(k, (3, 4), dtype).ravel(), long)
+        np.testing.assert_array_equal(fr.bits(k, (5,), dtype), long[:5])
+    np.testing.assert_array_equal(raw(fr.split(k, (2, 3))).reshape(6, 2), raw(fr.split(k, 6)))
+    np.testing.assert_array_equal(fr.normal(k, (7,))[:4], fr.normal(k, (4,)))
+    with fgrad.threefry_partitionable(False):
+        assert not np.array_equal(fr.bits(k, (5,)), fr.bits(k, (12,))[:5])
+
+
+# --------------------------------------------------------------------------------------------
+# Draws pinned from JAX 0.10.2 under both schemes
+# --------------------------------------------------------------------------------------------
+
+# Produced with jax 0.10.2 and jaxlib 0.10.2 (CPU) in a separate environment, by running each
+# row's expression with ``jax.random`` in place of ``fr`` (``jax.random.key`` for ``fr.key``,
+# ``jax.random.key_data`` for ``fr.key_data``), after ``jax.config.update("jax_enable_x64",
+# True)`` and ``jax.config.update("jax_threefry_partitionable", P)`` for P = True and False;
+# integer results as ``.tolist()``, floats to 9 (float32) or 17 (float64) digits.
+JAX_0_10_2 = [
+    ("split", lambda: fr.key_data(fr.split(fr.key(0), 4)),
+     {True: [[1797259609, 2579123966], [928981903, 3453687069], [4146024105, 2718843009],
+             [2467461003, 3840466878]],
+      False: [[2285895361, 1501764800], [1518642379, 4090693311], [433833334, 4221794875],
+              [839183663, 3740430601]]}),
+    ("split_shape", lambda: fr.key_data(fr.split(fr.key(5), (2, 3))),
+     {True: [[[2724472204, 3573582090], [202567368, 3886822060], [3594430910, 1784718894]],
+             [[2939540675, 3076691462], [898128576, 3750995185], [972824557, 2491659272]]],
+      False: [[[272393893, 4285639839], [2225935900, 3620263243], [2191768906, 1655023024]],
+              [[343137780, 4006842700], [2448652379, 1428318854], [421711747, 3855915829]]]}),
+    ("fold_in", lambda: fr.key_data(fr.fold_in(fr.key(0), 4)),
+     {True: [2285895361, 433833334],
+      False: [2285895361, 433833334]}),
+    ("bits_u8", lambda: fr.bits(fr.key(1701), (3,), np.uint8),
+     {True: [37, 59, 52],
+      False: [216, 115, 43]}),
+    ("bits_u16", lambda: fr.bits(fr.key(1701), (3,), np.uint16),
+     {True: [42789, 29755, 60468],
+      False: [41682, 1300, 55017]}),
+    ("bits_u32", lambda: fr.bits(fr.key(1701), (3,), np.uint32),
+     {True: [1111271205, 2679469115, 974515252],
+      False: [56197195, 4200222568, 961309823]}),
+    ("bits_u64", lambda: fr.bits(fr.key(1701), (3,), np.uint64),
+     {True: [3182764935064573181, 366096495144982249, 241365115613244543],
+      False: [3982329540505020460, 16822122385914693683, 7882654074788531506]}),
+    ("bits_u32_2d", lambda: fr.bits(fr.key(7), (2, 3), np.uint32),
+     {True: [[2895194379, 4185947648, 1300703658], [1906787632, 3139134342, 2709822315]],
+      False: [[276534068, 861967409, 1905761346], [1641862660, 2900896126, 1402713516]]}),
+    ("bits_scalar", lambda: fr.bits(fr.key(9), (), np.uint32),
+     {True: 175140440,
+      False: 2822284597}),
+    ("uniform_f32", lambda: fr.uniform(fr.key(_jax_case_seed("uniform")), (5,), np.float32),
+     {True: [0.681547046, 0.857084751, 0.111414194, 0.0577225685, 0.43833673],
+      False: [0.298671484, 0.073212862, 0.873355746, 0.26054883, 0.412796617]}),
+    ("uniform_f64", lambda: fr.uniform(fr.key(_jax_case_seed("uniform")), (5,), np.float64),
+     {True: [0.4438427858694014, 0.49270510059912453, 0.6575306399507435, 0.29867156880454826,
+            0.10213837363160172],
+      False: [0.8982165447173631, 0.5996753990234571, 0.4872823001237607, 0.3106636587168108,
+             0.028638186635933316]}),
+    ("normal_f32", lambda: fr.normal(fr.key(_jax_case_seed("normal")), (5,), np.float32),
+     {True: [0.605359852, -0.786002994, -1.2520535, -0.20597291, 0.120614462],
+      False: [-1.17323351, -1.51166213, 0.0705929548, -0.0997638404, 1.052845]}),
+    ("normal_f64", lambda: fr.normal(fr.key(_jax_case_seed("normal")), (5,), np.float64),
+     {True: [0.9202600093821554, 0.3334982998867167, -1.349368665706641, -1.1732335456014613,
+            -0.6225102737803069],
+      False: [0.9615622597434192, -1.3820543104417786, -0.3674047682929665, 0.2460091216185943,
+             -0.5701989641261027]}),
+    ("truncated_normal",
+     lambda: fr.truncated_normal(fr.key(_jax_case_seed("truncated_normal")), 0, 2, (5,),
+                                 np.float32),
+     {True: [0.0543910637, 0.684636712, 0.906890094, 1.27419353, 0.500320435],
+      False: [0.582806528, 1.70977116, 0.159512937, 0.861376286, 0.361480445]}),
+    ("gumbel", lambda: fr.gumbel(fr.key(_jax_case_seed("gumbel")), (5,), np.float32),
+     {True: [2.96181893, -1.10298216, 0.531106889, 0.530016482, 2.06046724],
+      False: [2.06700993, 0.911726058, 0.145735621, 0.185426667, -0.0071104099]}),
+    ("randint", lambda: fr.randint(fr.key(_jax_case_seed("randint")), (5,), 0, 10, np.int32),
+     {True: [4, 1, 3, 8, 4],
+      False: [0, 5, 7, 7, 5]}),
+    ("randint_i64", lambda: fr.randint(fr.key(0), (3, 3), 0, 8, np.int64),
+     {True: [[7, 7, 7], [5, 5, 7], [2, 0, 0]],
+      False: [[7, 2, 6], [2, 1, 0], [6, 7, 7]]}),
+    ("randint_u8", lambda: fr.randint(fr.key(16), (8,), 0, 200, np.uint8),
+     {True: [168, 157, 150, 92, 179, 116, 44, 128],
+      False: [189, 62, 66, 57, 190, 16, 146, 61]}),
+    ("bernoulli", lambda: fr.bernoulli(fr.key(_jax_case_seed("bernoulli")), np.float32(0.5), (5,)),
+     {True: [True, False, False, False, True],
+      False: [False, True, True, True, False]}),
+    ("categorical",
+     lambda: fr.categorical(fr.key(19), np.log(np.array([0.1, 0.2, 0.3, 0.4])), shape=(10,)),
+     {True: [1, 2, 1, 3, 3, 3, 3, 3, 2, 3],
+      False: [1, 3, 3, 3, 2, 2, 3, 1, 0, 3]}),
+    ("permutation", lambda: fr.permutation(fr.key(21), 10),
+     {True: [3, 7, 9, 1, 2, 8, 4, 6, 0, 5],
+      False: [5, 4, 8, 6, 2, 7, 1, 0, 3, 9]}),
+    ("permutation_rows", lambda: fr.permutation(fr.key(23), np.arange(20.0).reshape(5, 4))[:, 0],
+     {True: [4.0, 16.0, 0.0, 8.0, 12.0],
+      False: [4.0, 8.0, 0.0, 16.0, 12.0]}),
+    ("choice", lambda: fr.choice(fr.key(25), 7, (8,)),
+     {True: [2, 2, 1, 3, 4, 5, 5, 4],
+      False: [2, 1, 2, 5, 3, 1, 2, 0]}),
+    ("choice_distinct", lambda: fr.choice(fr.key(26), 50, (6,), replace=False),
+     {True: [33, 9, 44, 12, 40, 11],
+      False: [28, 4, 49, 26, 44, 40]}),
+    ("choice_p", lambda: fr.choice(fr.key(27), 4, (8,), p=np.array([0.1, 0.2, 0.3, 0.4])),
+     {True: [3, 2, 3, 2, 2, 2, 3, 3],
+      False: [2, 3, 2, 2, 2, 2, 3, 3]}),
+]
+
+JAX_0_10_2_MANY = [
+    ("bits_u8_many", lambda: fr.bits(fr.key(7), (4, 251), np.uint8),
+     {True: ("crc32", 689914367),
+      False: ("crc32", 154591131)}),
+    ("bits_u64_many", lambda: fr.bits(fr.key(7), (1001,), np.uint64),
+     {True: ("crc32", 3056247296),
+      False: ("crc32", 78546198)}),
+    ("randint_many", lambda: fr.randint(fr.key(15), (1000,), -50, 1000, np.int64),
+     {True: ("crc32", 3310971613),
+      False: ("crc32", 4060934973)}),
+    ("randint_i8_many", lambda: fr.randint(fr.key(17), (1000,), -100, 27, np.int8),
+     {True: ("crc32", 453311627),
+      False: ("crc32", 3792111853)}),
+    ("bernoulli_many", lambda: fr.bernoulli(fr.key(18), 0.3, (1000,)),
+     {True: ("crc32", 2542484124),
+      False: ("crc32", 3061838794)}),
+    ("categorical_many",
+     lambda: fr.categorical(fr.key(20), np.log(np.array([[0.5, 0.1], [0.2, 0.6], [0.3, 0.3]])),
+                            axis=0, shape=(500, 2)),
+     {True: ("crc32", 319758564),
+      False: ("crc32", 1722895954)}),
+    ("permutation_many", lambda: fr.permutation(fr.key(22), 3000),
+     {True: ("crc32", 1409582964),
+      False: ("crc32", 2080291304)}),
+    ("permutation_independent",
+     lambda: fr.permutation(fr.key(24), np.arange(600).reshape(4, 150), 1, True),
+     {True: ("crc32", 2150248829),
+      False: ("crc32", 1933073938)}),
+    ("choice_p_distinct",
+     lambda: fr.choice(fr.key(28), 60, (20,), replace=False, p=np.arange(1.0, 61.0) / 1830),
+     {True: ("crc32", 379479760),
+      False: ("crc32", 3305752586)}),
+    ("normal_many_f64", lambda: fr.normal(fr.key(12), (2000,), np.float64),
+     {True: ("sum", -15.563931207061943, [0, 1, 1000, 1999], [-0.5135871426200344,
+             0.37033165366914533, -0.3511360359561665, 0.1711427832513312]),
+      False: ("sum", 66.38136705612047, [0, 1, 1000, 1999], [-0.7711493242413902,
+              0.22355455918627662, -0.13117196103178078, 0.5974474119002459])}),
+    ("normal_many_f32", lambda: fr.normal(fr.key(12), (2000,), np.float32),
+     {True: ("sum", 2.372023602249101, [0, 1, 1000, 1999], [0.255400628, 0.083095789, 0.308134139,
+             1.17408884]),
+      False: ("sum", 107.06962361867772, [0, 1, 1000, 1999], [-0.351135999, 0.632690907,
+              0.701152086,
+              -0.269054055])}),
+    ("uniform_many", lambda: fr.uniform(fr.key(11), (3, 400), np.float64, -2.0, 5.0),
+     {True: ("sum", 1881.761906789006, [0, 1, 600, 1199], [1.1672744480716972, 4.434485864255583,
+             3.1717525590711135, -1.0983388105978256]),
+      False: ("sum", 1624.4854993291233, [0, 1, 600, 1199], [4.770249410674953, 1.0574000029752288,
+              2.2718574253337733, -0.33354716156381126])}),
+    ("truncated_normal_many",
+     lambda: fr.truncated_normal(fr.key(13), -1.0, 2.5, (1000,), np.float64),
+     {True: ("sum", 253.23188617822964, [0, 1, 500, 999], [1.0040557926998481, 0.3437978585897207,
+             0.8147343377274744, -0.45506611882300957]),
+      False: ("sum", 240.10382510505184, [0, 1, 500, 999], [-0.19633032055414035,
+              -0.4092611000525195, -0.6138581366130478, 0.16361193559841614])}),
+    ("gumbel_many", lambda: fr.gumbel(fr.key(14), (1000,), np.float32),
+     {True: ("sum", 557.9543422280112, [0, 1, 500, 999], [-0.664133012, 1.7296977, 1.63831782,
+             0.480519593]),
+      False: ("sum", 596.8364095903817, [0, 1, 500, 999], [-0.126287982, -0.488944888, 0.373311996,
+              1.20130062])}),
+]
+
+
+def assert_close_to_jax(out, expected):
+    """Floats agree with JAX's to within 64 eps of max(|x|, 1) (measured: at most 46 eps in
+    float32 normal tails and 15 eps in float64, from XLA's erf_inv, log and fused
+    multiply-adds; fgrad's erfinv is the more accurate, 4 ulp against mpmath in float64)."""
+    out, expected = np.asarray(out), np.asarray(expected, np.float64)
+    assert out.shape == expected.shape
+    bound = 64 * np.finfo(out.dtype).eps * np.maximum(np.abs(expected), 1)
+    excess = np.abs(out - expected) - bound
+    assert np.all(excess <= 0), f"off JAX's values by up to {np.max(excess + bound):.3g}"
+
+
+@pytest.mark.parametrize("partitionable", [True, False])
+@pytest.mark.parametrize("name, draw, expected", JAX_0_10_2, ids=[c[0] for c in JAX_0_10_2])
+def test_matches_jax_0_10_2(name, draw, expected, partitionable):
+    with fgrad.threefry_partitionable(partitionable):
+        out = np.asarray(draw())
+    want = expected[partitionable]
+    if out.dtype.kind == "f":
+        assert_close_to_jax(out, want)
+    else:
+        assert out.tolist() == want
+
+
+def crc32(x):
+    x = np.ascontiguousarray(x)
+    return zlib.crc32(x.astype(x.dtype.newbyteorder("<")).tobytes())
+
+
+@pytest.mark.parametrize("partitionable", [True, False])
+@pytest.mark.parametrize("name, draw, expected", JAX_0_10_2_MANY,
+                         ids=[c[0] for c in JAX_0_10_2_MANY])
+def test_many_values_match_jax_0_10_2(name, draw, expected, partitionable):
+    # integers: every value (a CRC-32 of JAX's little-endian bytes); floats: four entries and
+    # the float64 sum of all of them
+    with fgrad.threefry_partitionable(partitionable):
+        out = np.asarray(draw())
+    kind, *want = expected[partitionable]
+    if kind == "crc32":
+        assert crc32(out) == want[0]
+        return
+    total, index, values = want
+    assert_close_to_jax(out.ravel()[index], values)
+    bound = 64 * np.finfo(out.dtype).eps * np.maximum(np.abs(out), 1).astype(np.float64).sum()
+    assert abs(out.astype(np.float64).sum() - total) <= bound
+
+
+def test_randint_small_dtypes_are_drawn_as_int32():
+    # JAX's rule (jax.random.randint): 8- and 16-bit integers are int32 draws, converted
+    k = fr.key(16)
+    for dtype, (lo, hi) in [(np.uint8, (0, 200)), (np.int8, (-100, 27)), (np.int16, (-5, 9))]:
+        np.testing.assert_array_equal(fr.randint(k, (50,), lo, hi, dtype),
+                                      fr.randint(k, (50,), lo, hi, np.int32).astype(dtype))
+    # bounds are clipped to the small type's range first (maxval one past its maximum)
+    np.testing.assert_array_equal(fr.randint(k, (50,), -7, 300, np.uint8),
+                                  fr.randint(k, (50,), 0, 256, np.int32).astype(np.uint8))
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,14 +478,18 @@ def test_same_key_same_numbers_and_different_keys_differ():
     assert not np.any(fr.normal(fr.key(0), (100,)) == fr.normal(fr.key(1), (100,)))
 
 
-def test_split_shapes_and_distinct_children():
-    k = fr.key(11)
-    assert fr.split(k).shape == (2, 2)
-    assert fr.split(k, (2, 3)).shape == (2, 3, 2)
-    np.testing.assert_array_equal(fr.split(k, (2, 3)).reshape(6, 2), fr.split(k, 6))
-    children = fr.split(k, 1000)
-    folded = np.stack([fr.fold_in(k, i) for i in range(1000)])
-    everything = np.concatenate([children, folded, k[None]])
+@pytest.mark.parametrize("partitionable", [True, False])
+def test_split_shapes_and_distinct_children(partitionable):
+    with fgrad.threefry_partitionable(partitionable):
+        k = fr.key(11)
+        assert fr.split(k).shape == (2,) and fr.split(fr.PRNGKey(11)).shape == (2, 2)
+        assert fr.split(k, (2, 3)).shape == (2, 3)
+        assert fr.split(fr.PRNGKey(11), (2, 3)).shape == (2, 3, 2)
+        np.testing.assert_array_equal(raw(fr.split(k, (2, 3))).reshape(6, 2), raw(fr.split(k, 6)))
+        children = raw(fr.split(k, 1000))
+        # (partitionable: fold_in(k, i) is child i, so fold in indices past the children)
+        folded = np.stack([raw(fr.fold_in(k, i)) for i in range(1000, 2000)])
+        everything = np.concatenate([children, folded, raw(k)[None]])
     assert len({tuple(row) for row in everything.tolist()}) == everything.shape[0]
 
 
@@ -234,14 +510,99 @@ def test_fold_in_streams_are_uncorrelated_and_data_wraps_modulo_2_32():
     n = 20_000
     a, b = fr.uniform(fr.fold_in(k, 1), (n,)), fr.uniform(fr.fold_in(k, 2), (n,))
     assert abs(np.corrcoef(a, b)[0, 1]) < 6 / math.sqrt(n)
-    np.testing.assert_array_equal(fr.fold_in(k, 2 ** 32 + 5), fr.fold_in(k, 5))
-    np.testing.assert_array_equal(fr.fold_in(k, np.int32(-1)), fr.fold_in(k, 2 ** 32 - 1))
+    np.testing.assert_array_equal(raw(fr.fold_in(k, 2 ** 32 + 5)), raw(fr.fold_in(k, 5)))
+    np.testing.assert_array_equal(raw(fr.fold_in(k, np.int32(-1))), raw(fr.fold_in(k, 2 ** 32 - 1)))
 
 
-def test_split_children_are_the_parents_first_words():
-    # JAX's layout, and the reason a key that was split must not also be used to draw
+def test_split_children_are_the_parents_first_words(original_scheme):
+    # JAX's original layout, and the reason a key that was split must not also draw
     k = fr.key(21)
-    np.testing.assert_array_equal(fr.split(k, 3).ravel(), fr.bits(k, (6,)))
+    np.testing.assert_array_equal(raw(fr.split(k, 3)).ravel(), fr.bits(k, (6,)))
+
+
+# --------------------------------------------------------------------------------------------
+# Typed keys
+# --------------------------------------------------------------------------------------------
+
+def test_typed_key_shapes_indexing_and_iteration():
+    k = fr.key(0)
+    assert k.shape == () and k.ndim == 0 and k.size == 1
+    keys = fr.split(k, 8)
+    assert keys.shape == (8,) and keys.ndim == 1 and len(keys) == 8
+    data = raw(keys)
+    np.testing.assert_array_equal(data, fr.split(fr.PRNGKey(0), 8))
+    assert keys[0].shape == () and raw(keys[0]).tolist() == data[0].tolist()
+    np.testing.assert_array_equal(raw(keys[-1]), data[-1])
+    np.testing.assert_array_equal(raw(keys[2:5]), data[2:5])
+    np.testing.assert_array_equal(raw(keys[np.array([1, 3])]), data[[1, 3]])
+    mask = np.arange(8) % 3 == 0
+    np.testing.assert_array_equal(raw(keys[mask]), data[mask])
+    assert [raw(c).tolist() for c in keys] == data.tolist()
+    k1, k2 = fr.split(k)
+    assert k1.shape == k2.shape == ()
+    grid = fr.split(k, (2, 3))
+    assert grid.shape == (2, 3) and grid[1].shape == (3,) and grid[:, 0].shape == (2,)
+    np.testing.assert_array_equal(raw(grid[1, 2]), raw(grid)[1, 2])
+    np.testing.assert_array_equal(raw(grid[..., 1]), raw(grid)[:, 1])
+    np.testing.assert_array_equal(raw(grid[None]), raw(grid)[None])
+    assert grid.reshape(6).shape == (6,) and grid.reshape(3, 2).shape == (3, 2)
+    assert grid.reshape((3, -1)).shape == (3, 2) and grid.ravel().shape == (6,)
+    np.testing.assert_array_equal(raw(grid.ravel()), raw(fr.split(k, 6)))
+    np.testing.assert_array_equal(raw(grid.T), raw(grid).transpose(1, 0, 2))
+    same = keys == fr.split(k, 8)
+    assert same.dtype == bool and same.shape == (8,) and same.all()
+    assert bool(k == fr.key(0)) and not bool(k == fr.key(1)) and bool(k != fr.key(1))
+    np.testing.assert_array_equal(keys != keys[0], np.arange(8) != 0)
+
+
+def test_typed_key_repr_and_dtype():
+    assert repr(fr.key(0)) == "Array((), dtype=key<fry>) overlaying:\n[0 0]"   # JAX's text
+    assert str(fr.key(0).dtype) == "key<fry>" == fr.key(0).dtype.name
+    assert repr(fr.split(fr.key(0), 2)).startswith("Array((2,), dtype=key<fry>) overlaying:\n[[")
+
+
+def test_key_data_wrap_key_data_and_key_impl():
+    k = fr.key(5)
+    assert raw(fr.wrap_key_data(fr.key_data(k))).tolist() == raw(k).tolist() == [0, 5]
+    wrapped = fr.wrap_key_data(fr.PRNGKey(5))
+    assert isinstance(wrapped, fr.KeyArray) and bool(wrapped == k)
+    assert fr.wrap_key_data(np.zeros((4, 3, 2), np.uint32)).shape == (4, 3)
+    p = fr.PRNGKey(5)
+    assert fr.key_data(p) is p
+    assert fr.key_impl(k) == fr.key_impl(p) == "threefry2x32"
+    assert fr.clone(k) is k
+    assert raw(fr.key(5, impl="threefry2x32")).tolist() == [0, 5]
+
+
+def test_typed_key_errors():
+    k = fr.key(0)
+    with pytest.raises(TypeError, match=r"cannot be converted to a NumPy array; use "
+                                        r"fgrad.random.key_data\(keys\)"):
+        np.asarray(k)
+    with pytest.raises(TypeError, match=r"len\(\) of a single key"):
+        len(k)
+    with pytest.raises(TypeError, match=r"iteration over a single key .* split it"):
+        iter(k)
+    with pytest.raises(IndexError, match=r"a single key .* cannot be indexed"):
+        k[0]
+    with pytest.raises(TypeError):
+        k + 1
+    with pytest.raises(TypeError):
+        np.ones(2) + k
+    with pytest.raises(TypeError):
+        hash(k)
+    with pytest.raises(TypeError, match=r"fgrad.random.normal: expects a single key, got a typed "
+                                        r"key array of shape \(3,\); map over it with fgrad.vmap"):
+        fr.normal(fr.split(k, 3))
+    with pytest.raises(TypeError, match=r"key_data: expected typed keys .* got float64\[2\]"):
+        fr.key_data(np.zeros(2))
+    with pytest.raises(TypeError, match=r"wrap_key_data: expected uint32 data of shape "
+                                        r"\(\.\.\., 2\), got int64\[2\]; convert"):
+        fr.wrap_key_data(np.array([0, 1]))
+    with pytest.raises(TypeError, match=r"already a typed key"):
+        fr.wrap_key_data(k)
+    with pytest.raises(ValueError, match=r"key: impl must be None or 'threefry2x32'"):
+        fr.key(0, impl="rbg")
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,9 +799,11 @@ def test_shapes_and_dtypes(case, shape, dtype):
     assert out.dtype == (dtype if out_dtype == "float" else out_dtype)
 
 
+
 def test_int_shape_is_accepted():
     assert fr.normal(fr.key(0), 4).shape == (4,)
-    assert fr.split(fr.key(0), np.int64(3)).shape == (3, 2)
+    assert fr.split(fr.key(0), np.int64(3)).shape == (3,)
+    assert fr.split(fr.PRNGKey(0), np.int64(3)).shape == (3, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,42 +833,83 @@ VMAP_CASES = {
 }
 
 
+def as_array(x):
+    """A draw as a NumPy array (a typed key's data)."""
+    return raw(x) if isinstance(x, fr.KeyArray) else np.asarray(x)
+
+
+@pytest.mark.parametrize("make_key", KEY_CTORS)
 @pytest.mark.parametrize("name", VMAP_CASES)
-def test_vmap_over_keys_equals_loop(name):
+def test_vmap_over_keys_equals_loop(name, make_key):
     draw = VMAP_CASES[name]
-    keys = fr.split(fr.key(200), 6)
+    keys = fr.split(make_key(200), 6)
     batched = fgrad.vmap(draw)(keys)
-    looped = np.stack([draw(k) for k in keys])
+    looped = [draw(k) for k in keys]
+    assert type(batched) is type(looped[0])
+    batched, looped = as_array(batched), np.stack([as_array(x) for x in looped])
     assert batched.dtype == looped.dtype
     np.testing.assert_array_equal(batched, looped)
     # rows differ: the draws are independent per key
-    assert len({row.tobytes() for row in np.asarray(batched)}) > 1 or name == "categorical"
+    assert len({row.tobytes() for row in batched}) > 1 or name == "categorical"
+
+
+@pytest.mark.parametrize("partitionable", [True, False])
+@pytest.mark.parametrize("name", VMAP_CASES)
+def test_typed_and_raw_keys_give_the_same_numbers(name, partitionable):
+    draw = VMAP_CASES[name]
+    with fgrad.threefry_partitionable(partitionable):
+        typed, plain = draw(fr.key(42)), draw(fr.PRNGKey(42))
+    assert isinstance(plain, np.ndarray)
+    assert isinstance(typed, fr.KeyArray) == (name in ("split", "fold_in"))
+    np.testing.assert_array_equal(as_array(typed), plain)
 
 
 def test_vmap_docstring_example_and_nested_vmap():
     key = fr.key(0)
     x = fgrad.vmap(lambda k: fr.normal(k, (3,)))(fr.split(key, 8))
     assert x.shape == (8, 3)
-    keys = fr.split(key, 12).reshape(4, 3, 2)
-    nested = fgrad.vmap(fgrad.vmap(lambda k: fr.uniform(k, (2,))))(keys)
-    np.testing.assert_array_equal(nested, [[fr.uniform(k, (2,)) for k in row] for row in keys])
-    # keys mapped along axis 1
-    swapped = fgrad.vmap(lambda k: fr.normal(k, ()), in_axes=1)(fr.split(key, 5).T)
+    for keys in (fr.split(key, 12).reshape(4, 3), fr.split(fr.PRNGKey(0), 12).reshape(4, 3, 2)):
+        nested = fgrad.vmap(fgrad.vmap(lambda k: fr.uniform(k, (2,))))(keys)
+        np.testing.assert_array_equal(nested, [[fr.uniform(k, (2,)) for k in row] for row in keys])
+    # raw keys mapped along axis 1
+    swapped = fgrad.vmap(lambda k: fr.normal(k, ()), in_axes=1)(fr.split(fr.PRNGKey(0), 5).T)
     np.testing.assert_array_equal(swapped, [fr.normal(k, ()) for k in fr.split(key, 5)])
+
+
+def test_vmap_axes_of_typed_keys_count_key_axes():
+    # a typed key of shape (3, 5) has data (3, 5, 2): in_axes/out_axes (negative ones too)
+    # name the key's axes, as in JAX
+    grid = fr.split(fr.key(1), (3, 5))
+    draw = fgrad.vmap(fgrad.vmap(fr.normal))
+    by_column = draw(grid).T
+    for axis in (1, -1):
+        np.testing.assert_array_equal(fgrad.vmap(fgrad.vmap(fr.normal), in_axes=axis)(grid),
+                                      by_column)
+    np.testing.assert_array_equal(fgrad.vmap(fgrad.vmap(fr.normal), in_axes=-2)(grid), draw(grid))
+    for axis in (1, -1):
+        out = fgrad.vmap(lambda k: fr.split(k, 4), out_axes=axis)(fr.split(fr.key(1), 3))
+        assert isinstance(out, fr.KeyArray) and out.shape == (4, 3)
+        np.testing.assert_array_equal(raw(out), np.stack([raw(fr.split(k, 4))
+                                                          for k in fr.split(fr.key(1), 3)], 1))
+    with pytest.raises(ValueError, match=r"in_axes=-3 is out of range"):
+        fgrad.vmap(fr.normal, in_axes=-2)(fr.split(fr.key(1), 3))
 
 
 def test_vmap_over_seeds_fold_in_data_and_parameters():
     key = fr.key(7)
     seeds = np.arange(-2, 3)
-    np.testing.assert_array_equal(fgrad.vmap(fr.key)(seeds), [fr.key(int(s)) for s in seeds])
+    typed = fgrad.vmap(fr.key)(seeds)
+    assert isinstance(typed, fr.KeyArray) and typed.shape == (5,)
+    np.testing.assert_array_equal(raw(typed), [raw(fr.key(int(s))) for s in seeds])
+    np.testing.assert_array_equal(fgrad.vmap(fr.PRNGKey)(seeds), raw(typed))
     seeds32 = np.arange(-2, 3, dtype=np.int32)
-    np.testing.assert_array_equal(fgrad.vmap(fr.key)(seeds32), [fr.key(s) for s in seeds32])
-    np.testing.assert_array_equal(fgrad.vmap(lambda i: fr.fold_in(key, i))(np.arange(5)),
-                                  [fr.fold_in(key, i) for i in range(5)])
+    np.testing.assert_array_equal(fgrad.vmap(fr.PRNGKey)(seeds32), [fr.PRNGKey(s) for s in seeds32])
+    np.testing.assert_array_equal(raw(fgrad.vmap(lambda i: fr.fold_in(key, i))(np.arange(5))),
+                                  [raw(fr.fold_in(key, i)) for i in range(5)])
     # a key per example and a step number shared by all
     keys = fr.split(key, 3)
     shared_step = fgrad.vmap(lambda k, i: fr.fold_in(k, i), in_axes=(0, None))(keys, 4)
-    np.testing.assert_array_equal(shared_step, [fr.fold_in(k, 4) for k in keys])
+    np.testing.assert_array_equal(raw(shared_step), [raw(fr.fold_in(k, 4)) for k in keys])
     # one key, batched parameters: every row sees the same uniform draws
     lows = np.arange(4.0)
     out = fgrad.vmap(lambda lo: fr.uniform(key, (3,), minval=lo, maxval=lo + 2))(lows)
@@ -523,8 +927,6 @@ def test_vmap_over_seeds_fold_in_data_and_parameters():
     out = fgrad.vmap(lambda k, lg: fr.categorical(k, lg, shape=(5,)))(fr.split(key, 3), logits)
     np.testing.assert_array_equal(out, [fr.categorical(k, lg, shape=(5,))
                                         for k, lg in zip(fr.split(key, 3), logits)])
-
-
 # --------------------------------------------------------------------------------------------
 # Derivatives through samples (reparameterisation)
 # --------------------------------------------------------------------------------------------
@@ -602,22 +1004,167 @@ def test_erfinv_accuracy_and_derivative():
 def test_make_jaxpr_stages_the_key_primitives():
     key = fr.key(0)
     text = str(fgrad.make_jaxpr(lambda k: fr.normal(fr.split(k)[0], (3,)))(key))
-    assert "random_split" in text and "random_bits[shape=(3,) bit_width=64]" in text
+    assert "random_split[shape=(2,) partitionable=True]" in text
+    assert "random_bits[shape=(3,) bit_width=64 partitionable=True]" in text
     assert "random_erfinv" in text
     text = str(fgrad.make_jaxpr(lambda k: fr.fold_in(k, 3))(key))
     assert "random_fold_in" in text
+    with fgrad.threefry_partitionable(False):
+        text = str(fgrad.make_jaxpr(lambda k: fr.bits(k, (3,)))(key))
+    assert "random_bits[shape=(3,) bit_width=32 partitionable=False]" in text
 
 
+def test_grad_rejects_a_key_and_accepts_one_passed_alongside():
+    k = fr.key(6)
+
+    def loss(x, key):
+        return fnp.sum(x * fr.normal(key, (3,)))
+
+    with pytest.raises(TypeError, match=r"grad\(loss\): argument 1 is a random key "
+                                        r"\(fgrad.random.key\); keys are not differentiable"):
+        fgrad.grad(loss, argnums=(0, 1))(np.ones(3), k)
+    with pytest.raises(TypeError, match=r"vjp\(<lambda>\): argument 1\[.rng.\] is a random key"):
+        fgrad.vjp(lambda x, state: loss(x, state["rng"]), np.ones(3), {"rng": k})
+    with pytest.raises(TypeError, match=r"argument 1 has dtype uint32"):   # a raw key is uint32
+        fgrad.grad(loss, argnums=1)(np.ones(3), fr.PRNGKey(6))
+    for key in (k, fr.PRNGKey(6)):
+        np.testing.assert_array_equal(fgrad.grad(loss)(np.ones(3), key), fr.normal(k, (3,)))
+    batched = fgrad.vmap(fgrad.grad(loss), in_axes=(None, 0))(np.ones(3), fr.split(k, 4))
+    np.testing.assert_array_equal(batched, [fr.normal(kk, (3,)) for kk in fr.split(k, 4)])
+
+
+# --------------------------------------------------------------------------------------------
+# jit, lax control flow, pytrees, checkpoints, config
+# --------------------------------------------------------------------------------------------
+
+def test_jit_takes_and_returns_keys_and_retraces_when_the_scheme_changes():
+    def f(key):
+        return fr.split(key, 3), fr.normal(key, (2,))
+
+    jitted = fgrad.jit(f)
+    for make_key in KEY_CTORS:
+        keys, z = jitted(make_key(3))
+        keys0, z0 = f(make_key(3))
+        assert type(keys) is type(keys0)
+        np.testing.assert_array_equal(as_array(keys), as_array(keys0))
+        np.testing.assert_array_equal(z, z0)
+    traces = jitted.trace_count
+    with fgrad.threefry_partitionable(False):
+        keys, z = jitted(fr.key(3))
+        keys0, z0 = f(fr.key(3))
+    np.testing.assert_array_equal(raw(keys), raw(keys0))
+    np.testing.assert_array_equal(z, z0)
+    assert jitted.trace_count == traces + 1
+    jitted(fr.key(3))                         # back to the default: the first trace again
+    assert jitted.trace_count == traces + 1
+    # a jitted function called under vmap (its program staged once per setting)
+    draw = fgrad.jit(lambda k: fr.bits(k, (2,)))
+    keys = fr.split(fr.key(4), 3)
+    for partitionable in (True, False):
+        with fgrad.threefry_partitionable(partitionable):
+            np.testing.assert_array_equal(fgrad.vmap(draw)(keys), [fr.bits(k, (2,)) for k in keys])
+
+
+def test_lax_scan_and_fori_loop_carry_and_index_typed_keys():
+    def body(key, _):
+        key, sub = fr.split(key)
+        return key, fr.normal(sub, (2,))
+
+    for make_key in KEY_CTORS:
+        key = make_key(4)
+        carry, ys = fgrad.lax.scan(body, key, None, length=5)
+        loop_key, loop_ys = key, []
+        for _ in range(5):
+            loop_key, y = body(loop_key, None)
+            loop_ys.append(y)
+        assert type(carry) is type(key)
+        np.testing.assert_array_equal(as_array(carry), as_array(loop_key))
+        np.testing.assert_array_equal(ys, loop_ys)
+        carry_j, ys_j = fgrad.jit(lambda k: fgrad.lax.scan(body, k, None, length=5))(key)
+        np.testing.assert_array_equal(as_array(carry_j), as_array(loop_key))
+        np.testing.assert_array_equal(ys_j, loop_ys)
+    # scanning over a typed key array, and keys as the scan's outputs
+    keys = fr.split(fr.key(5), 4)
+    total, children = fgrad.lax.scan(lambda c, k: (c + fr.uniform(k), fr.split(k, 2)), 0.0, keys)
+    assert isinstance(children, fr.KeyArray) and children.shape == (4, 2)
+    np.testing.assert_array_equal(raw(children), [raw(fr.split(k, 2)) for k in keys])
+    np.testing.assert_allclose(total, sum(fr.uniform(k) for k in keys), rtol=1e-15)
+    # a traced index into a key array
+    picked = fgrad.lax.fori_loop(0, 4, lambda i, c: c + fr.uniform(keys[i]), 0.0)
+    np.testing.assert_allclose(picked, total, rtol=1e-15)
+
+
+def test_typed_keys_in_pytrees_checkpoints_and_eval_shape(tmp_path):
+    k = fr.key(8)
+    state = {"rng": k, "w": np.ones(2)}
+    leaves = fgrad.tree.leaves(state)         # a typed key's leaf is its data (JAX: the key)
+    assert len(leaves) == 2 and leaves[0].dtype == np.uint32 and leaves[0].shape == (2,)
+    (path, _), _ = fgrad.tree.flatten_with_path(state)[0]
+    assert fgrad.tree.keystr(path) == "['rng'].key_data"
+    same = fgrad.tree.map(lambda x: x, state)
+    assert isinstance(same["rng"], fr.KeyArray) and bool(same["rng"] == k)
+    path = str(tmp_path / "state.npz")
+    fnn.io.save(path, state)
+    loaded = fnn.io.load(path, like=state)
+    assert isinstance(loaded["rng"], fr.KeyArray) and bool(loaded["rng"] == k)
+    np.testing.assert_array_equal(fr.normal(loaded["rng"], (3,)), fr.normal(k, (3,)))
+    with pytest.raises(ValueError, match=r"KeyArray at rng, which only a template can rebuild; "
+                                         r"pass like="):
+        fnn.io.load(path)
+    shapes = fgrad.eval_shape(lambda key: fr.split(key, 4), k)
+    assert isinstance(shapes, fr.KeyArray) and shapes.shape == (4,)
+    assert fr.key_data(shapes).shape == (4, 2) and fr.key_data(shapes).dtype == np.uint32
+
+
+def test_config_selects_the_scheme():
+    assert fgrad.config.jax_threefry_partitionable is True      # JAX 0.5 and later's default
+    assert fgrad.config.read("jax_threefry_partitionable") is True
+    k = fr.key(1)
+    new = fr.bits(k, (4,))
+    try:
+        fgrad.config.update("jax_threefry_partitionable", False)
+        assert fgrad.config.jax_threefry_partitionable is False
+        old = fr.bits(k, (4,))
+    finally:
+        fgrad.config.update("jax_threefry_partitionable", True)
+    assert not np.array_equal(new, old)
+    with fgrad.threefry_partitionable(False):
+        np.testing.assert_array_equal(fr.bits(k, (4,)), old)
+        with fgrad.config.threefry_partitionable(True):
+            np.testing.assert_array_equal(fr.bits(k, (4,)), new)
+        np.testing.assert_array_equal(fr.bits(k, (4,)), old)
+    with pytest.raises(RuntimeError):
+        with fgrad.threefry_partitionable(False):
+            raise RuntimeError("inside")
+    assert fgrad.config.jax_threefry_partitionable is True     # restored after an exception
+    fgrad.config.update("jax_enable_x64", True)                # JAX programs' first line works
+    assert fgrad.config.jax_enable_x64 is True
+    with pytest.raises(ValueError, match=r"jax_enable_x64.*no 32-bit mode"):
+        fgrad.config.update("jax_enable_x64", False)
+    with pytest.raises(AttributeError, match=r"unknown setting 'jax_no_such_flag'; fgrad has "
+                                             r"jax_default_prng_impl, jax_enable_x64"):
+        fgrad.config.update("jax_no_such_flag", 1)
+    with pytest.raises(AttributeError, match=r"unknown setting"):
+        fgrad.config.jax_no_such_flag
+    with pytest.raises(TypeError, match=r"must be True or False, got 'yes'"):
+        fgrad.config.update("jax_threefry_partitionable", "yes")
+    with pytest.raises(ValueError, match=r"only bit generator is 'threefry2x32'"):
+        fgrad.config.update("jax_default_prng_impl", "rbg")
+    assert fgrad.config.values()["jax_threefry_partitionable"] is True
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
 
 def test_wrong_key_errors():
-    expected = ("fgrad.random.normal: key must be a uint32 array of shape (2,) from "
-                "fgrad.random.key(seed), got float64[3]")
+    expected = ("fgrad.random.normal: key must be a typed key from fgrad.random.key(seed) or a "
+                "uint32 array of shape (2,) from fgrad.random.PRNGKey(seed), got float64[3]")
     with pytest.raises(TypeError, match=re.escape(expected)):
         fr.normal(np.zeros(3))
-    with pytest.raises(TypeError, match=r"batch of keys: map over it with fgrad.vmap"):
+    with pytest.raises(TypeError, match=r"uint32\[4,2\]. That is a batch of keys: map over it "
+                                        r"with fgrad.vmap"):
+        fr.uniform(fr.split(fr.PRNGKey(0), 4), (3,))
+    with pytest.raises(TypeError, match=r"uniform: expects a single key, got a typed key array "
+                                        r"of shape \(4,\); map over it with fgrad.vmap"):
         fr.uniform(fr.split(fr.key(0), 4), (3,))
     with pytest.raises(TypeError, match=r"got int 0\. Make a key first: fgrad.random.key\(0\)"):
         fr.split(0)
@@ -709,3 +1256,17 @@ def test_vmap_equals_loop_for_drawn_batches(seed, batch, shape):
     keys = fr.split(fr.key(seed), batch)
     draw = lambda k: fr.normal(fr.fold_in(k, 3), shape) + fr.uniform(k, shape)  # noqa: E731
     np.testing.assert_array_equal(fgrad.vmap(draw)(keys), np.stack([draw(k) for k in keys]))
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(seed=st.integers(-2 ** 63, 2 ** 64 - 1), shape=shapes,
+       dtype=st.sampled_from([np.uint8, np.uint16, np.uint32, np.uint64]),
+       partitionable=st.booleans())
+def test_typed_and_raw_keys_agree_for_drawn_seeds(seed, shape, dtype, partitionable):
+    with fgrad.threefry_partitionable(partitionable):
+        typed, plain = fr.key(seed), fr.PRNGKey(seed)
+        np.testing.assert_array_equal(fr.bits(typed, shape, dtype), fr.bits(plain, shape, dtype))
+        np.testing.assert_array_equal(raw(fr.split(typed, shape)), fr.split(plain, shape))
+        flat = fr.bits(typed, (math.prod(shape),), dtype)
+        if partitionable:            # value i is the hash of index i, whatever the shape
+            np.testing.assert_array_equal(fr.bits(typed, shape, dtype).ravel(), flat)
