@@ -2,6 +2,14 @@
 
 Use ``import fgrad.numpy as fnp`` inside functions you transform. Outside any transform these
 functions take and return plain NumPy arrays; inside, they take and return tracers.
+
+Coverage: DESIGN.md's list plus everything HIPS autograd differentiates (``diag``, ``append``,
+``r_``/``c_``, ``diff``, ``gradient``, ``kron``, ``cross``, ``rot90``, ``select``, ``sinc``,
+``hypot``, ``logaddexp``, ``fmax``, ``nan_to_num``, the ``*split``/``*stack`` family,
+``linalg.svd``/``pinv``/``eig``, ``norm(ord='nuc')``, ...; ``tests/op_table.py`` has a row for
+each). A (nested) list or tuple of traced values is an array-like wherever NumPy takes one
+(``fnp.mean([x, y])``). Whole-array comparisons (``allclose``, ``array_equal``) of traced
+values return traced booleans, as in JAX.
 """
 from . import _funcs
 from ._funcs import *  # noqa: F401,F403
