@@ -181,9 +181,11 @@ def test_each_encoder_direction_is_fnn_gru_on_the_sentence_alone():
     lengths = [2, 6, 4]
     x = rng.normal(size=(3, 6, 4))
     mask = np.arange(6)[None, :] < np.array(lengths)[:, None]
-    junk = np.where(mask[..., None], x, 9.0)
-    forward, h_fwd = s2s.masked_gru(params, junk, mask, "")
-    backward, h_bwd = s2s.masked_gru(params, junk, mask, "_reverse")
+    junk = np.swapaxes(np.where(mask[..., None], x, 9.0), 0, 1)     # time-major, junk padding
+    forward, h_fwd = (np.swapaxes(a, 0, 1) if a.ndim == 3 else a
+                      for a in s2s.masked_gru(params, junk, mask.T, ""))
+    backward, h_bwd = (np.swapaxes(a, 0, 1) if a.ndim == 3 else a
+                       for a in s2s.masked_gru(params, junk, mask.T, "_reverse"))
     for i, n in enumerate(lengths):
         out, h_n = gru.apply(params, x[i:i + 1, :n])
         np.testing.assert_allclose(forward[i, :n], out[0, :, :3], rtol=1e-12, atol=1e-12)
