@@ -17,7 +17,8 @@ Settings:
     fold_in(key, i)``) or the original one (``False``: ``n`` values hash the counters
     ``0 .. n - 1`` split in two halves). The numbers differ between the two; each matches
     JAX under the same setting. The value is read when a function is traced, and ``jit``
-    traces again when it changes (as JAX's ``include_in_jit_key``).
+    traces again when it changes (as JAX's ``include_in_jit_key``). The environment variable
+    ``JAX_THREEFRY_PARTITIONABLE=0`` sets it to ``False`` at import, as in JAX.
 ``jax_enable_x64`` (always ``True``)
     fgrad follows NumPy's dtypes (float64 and int64 by default); updating it to ``True`` is
     accepted so that JAX programs run, ``False`` is an error.
@@ -29,6 +30,7 @@ Unknown names raise ``AttributeError`` listing the known ones.
 from __future__ import annotations
 
 import contextlib
+import os
 
 __all__ = ["update", "read", "threefry_partitionable", "values"]
 
@@ -63,6 +65,19 @@ def _check(name, value):
     return value
 
 
+def _from_environment():
+    """``JAX_THREEFRY_PARTITIONABLE=0`` (or ``false``) in the environment starts fgrad with the
+    original scheme, as it does JAX: ``JAX_THREEFRY_PARTITIONABLE=0 python -m examples.NAME``."""
+    text = os.environ.get("JAX_THREEFRY_PARTITIONABLE")
+    if text is None:
+        return
+    value = text.strip().lower()
+    if value not in ("0", "1", "true", "false"):
+        raise ValueError(f"fgrad.config: JAX_THREEFRY_PARTITIONABLE must be 0, 1, true or false, "
+                         f"got {text!r}")
+    _VALUES["jax_threefry_partitionable"] = value in ("1", "true")
+
+
 def update(name, value):
     """Set a setting, as ``jax.config.update(name, value)``."""
     _VALUES[name] = _check(name, value)
@@ -94,6 +109,9 @@ def threefry_partitionable(value=True):
         yield
     finally:
         _VALUES["jax_threefry_partitionable"] = previous
+
+
+_from_environment()
 
 
 def __getattr__(name):   # fgrad.config.jax_threefry_partitionable (PEP 562)

@@ -1151,6 +1151,25 @@ def test_config_selects_the_scheme():
     with pytest.raises(ValueError, match=r"only bit generator is 'threefry2x32'"):
         fgrad.config.update("jax_default_prng_impl", "rbg")
     assert fgrad.config.values()["jax_threefry_partitionable"] is True
+
+
+def test_environment_variable_selects_the_scheme_at_import():
+    # JAX_THREEFRY_PARTITIONABLE=0, as JAX reads it, for a whole command
+    import os
+    import subprocess
+    import sys
+    code = ("import fgrad, fgrad.random as fr; "
+            "print(fgrad.config.jax_threefry_partitionable, fr.bits(fr.key(1701), (3,)).tolist())")
+    for text, expected in (("0", "False [56197195, 4200222568, 961309823]"),
+                           ("true", "True [1111271205, 2679469115, 974515252]")):
+        env = dict(os.environ, JAX_THREEFRY_PARTITIONABLE=text)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        assert out.strip() == expected
+    env = dict(os.environ, JAX_THREEFRY_PARTITIONABLE="maybe")
+    failed = subprocess.run([sys.executable, "-c", "import fgrad"], env=env, capture_output=True,
+                            text=True)
+    assert failed.returncode != 0 and "JAX_THREEFRY_PARTITIONABLE must be 0, 1" in failed.stderr
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
