@@ -1424,7 +1424,9 @@ def sinc(x):
 def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):  # noqa: A002 - NumPy's names
     """NaN -> ``nan``, +inf -> ``posinf`` (the dtype's largest value by default), -inf ->
     ``neginf`` (the most negative); other values pass through with derivative 1, the replaced
-    ones get derivative 0. Integer and boolean arrays are returned as they are."""
+    ones get derivative 0. Integer and boolean arrays are returned as they are. ``copy`` is
+    accepted for NumPy's signature; the result is always a new array (nothing is written in
+    place)."""
     x = _arr(x)
     dt = dtype_of(x)
     if dt.kind in "biu":
@@ -1524,14 +1526,15 @@ def gradient(f, *varargs, axis=None, edge_order=1):
             raise ValueError(f"fgrad.numpy.gradient: repeated axis in {axis!r}")
     if edge_order not in (1, 2):
         raise ValueError(f"fgrad.numpy.gradient: edge_order must be 1 or 2, got {edge_order!r}")
+    for ax in axes:
+        if shape_of(f)[ax] < edge_order + 1:
+            raise ValueError(f"fgrad.numpy.gradient: axis {ax} has {shape_of(f)[ax]} element(s); "
+                             f"edge_order={edge_order} needs at least {edge_order + 1}")
     dxs = _spacings(varargs, shape_of(f), axes)
     out_dtype = dtype_of(f) if dtype_of(f).kind == "f" else np.dtype(np.float64)
     f = astype(f, out_dtype)
     outs = []
     for ax, dx in zip(axes, dxs):
-        if shape_of(f)[ax] < edge_order + 1:
-            raise ValueError(f"fgrad.numpy.gradient: axis {ax} has {shape_of(f)[ax]} element(s); "
-                             f"edge_order={edge_order} needs at least {edge_order + 1}")
         at = lambda i: f[_along(ax, i, nd)]   # noqa: E731 - one slice (int) or a range (slice)
         uniform = ndim(dx) == 0
         shape1 = tuple(-1 if i == ax else 1 for i in range(nd))

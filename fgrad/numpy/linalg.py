@@ -229,7 +229,7 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=np._NoValue):
     if rcond is None:
         rcond = 1e-15 if rtol is np._NoValue else (
             builtins.max(shape_of(a)[-2:]) * np.finfo(dtype_of(a)).eps if rtol is None else rtol)
-    if np.ndim(rcond) != 0 or isinstance(rcond, Tracer):
+    if isinstance(rcond, Tracer) or np.ndim(rcond) != 0:
         raise TypeError(f"fgrad.numpy.linalg.pinv: rcond must be a Python or NumPy number, got "
                         f"{type(rcond).__name__} of shape {np.shape(rcond)}")
     return bind(la.pinv_p, a, rcond=float(rcond), hermitian=builtins.bool(hermitian))
