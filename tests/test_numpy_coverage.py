@@ -44,8 +44,8 @@ def test_list_of_tracers_has_numpy_array_dtype():
     x32 = np.float32(1.5)
 
     def dtypes(a):
-        return [fnp.asarray([a, 1.0]).dtype, fnp.array([a, a]).dtype, fnp.asarray([a, 1], np.float32).dtype,
-                fnp.array([[a], [2]]).dtype]
+        return [fnp.asarray([a, 1.0]).dtype, fnp.array([a, a]).dtype,
+                fnp.asarray([a, 1], np.float32).dtype, fnp.array([[a], [2]]).dtype]
     seen = []
     fgrad.grad(lambda a: (seen.extend(dtypes(a)), a)[1])(x32)
     want = [np.array([x32, 1.0]).dtype, np.array([x32, x32]).dtype, np.float32,
@@ -54,7 +54,8 @@ def test_list_of_tracers_has_numpy_array_dtype():
 
 
 def test_ragged_list_of_tracers_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"list of traced values must be rectangular .* \[\(2,\), \(3,\)\]"):
+    message = r"list of traced values must be rectangular .* \[\(2,\), \(3,\)\]"
+    with pytest.raises(ValueError, match=message):
         fgrad.grad(lambda a: fnp.sum(fnp.array([a[:2], a])))(np.ones(3))
 
 
@@ -101,7 +102,8 @@ def test_sinc_derivatives_at_zero():
         t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
         (want,) = torch.autograd.grad(torch.sinc(t), t)
         np.testing.assert_allclose(d1(x), want.item(), rtol=1e-9)
-    np.testing.assert_array_equal(fnp.sinc(np.array([0.0, 1.0, -2.0])), np.sinc(np.array([0.0, 1.0, -2.0])))
+    points = np.array([0.0, 1.0, -2.0])
+    np.testing.assert_array_equal(fnp.sinc(points), np.sinc(points))
 
 
 def test_hypot_logaddexp_fmax_at_special_points():
@@ -128,7 +130,8 @@ def test_nan_to_num_passes_the_derivative_only_where_finite():
     np.testing.assert_array_equal(g, [0.0, 0.0, 0.0, 3.0, 3.0])
     ints = np.arange(3)
     assert fnp.nan_to_num(ints) is ints
-    np.testing.assert_array_equal(fnp.nan_to_num(x.astype(np.float32)), np.nan_to_num(x.astype(np.float32)))
+    x32 = x.astype(np.float32)
+    np.testing.assert_array_equal(fnp.nan_to_num(x32), np.nan_to_num(x32))
 
 
 def test_inverse_trig_and_angle_conversions_exist_and_differentiate():
@@ -158,9 +161,11 @@ def test_inverse_trig_and_angle_conversions_exist_and_differentiate():
 def test_partition_meets_numpys_contract(rng, kth):
     x = rng.normal(size=(3, 6))
     ours, theirs = fnp.partition(x, kth, axis=1), np.partition(x, kth, axis=1)
-    for k in np.atleast_1d(kth):
+    for k in np.atleast_1d(kth) % 6:
+        # the same pivot, and on each side the same values (NumPy's in its own order)
         np.testing.assert_array_equal(ours[:, k], theirs[:, k])
-        assert np.all(ours[:, :k % 6] <= ours[:, k:k % 6 + 1]) and np.all(ours[:, k % 6:] >= ours[:, k:k % 6 + 1])
+        np.testing.assert_array_equal(ours[:, :k], np.sort(theirs[:, :k], axis=1))
+        np.testing.assert_array_equal(ours[:, k + 1:], np.sort(theirs[:, k + 1:], axis=1))
     np.testing.assert_array_equal(np.sort(ours, axis=1), np.sort(theirs, axis=1))
     np.testing.assert_array_equal(fnp.partition(x, 2, axis=None), np.sort(x, axis=None))
     with pytest.raises(ValueError, match=r"partition: kth=6 is out of bounds for an axis of size 6"):
@@ -222,7 +227,8 @@ def test_linspace_with_traced_ends():
     jac = fgrad.jacfwd(lambda ends: fnp.linspace(ends[0], ends[1], 5))(np.array([0.0, 1.0]))
     t = np.linspace(0, 1, 5)
     np.testing.assert_allclose(jac, np.stack([1 - t, t], axis=1), rtol=1e-15)
-    (y, step), (y_dot, step_dot) = fgrad.jvp(lambda b: fnp.linspace(0.0, b, 3, retstep=True), (4.0,), (1.0,))
+    (y, step), (y_dot, step_dot) = fgrad.jvp(lambda b: fnp.linspace(0.0, b, 3, retstep=True),
+                                             (4.0,), (1.0,))
     assert step == 2.0 and step_dot == 0.5
     np.testing.assert_array_equal(y_dot, [0.0, 0.5, 1.0])
     with pytest.raises(ValueError, match=r"linspace: the number of samples must be non-negative"):
@@ -236,7 +242,8 @@ def test_allclose_is_a_traced_boolean_under_transforms():
     assert fgrad.grad(lambda a: fnp.sum(f(a)))(np.array([1.0, 1.5])).tolist() == [3.0, 3.0]
     jitted = fgrad.jit(lambda a, b: fnp.allclose(a, b))
     assert bool(jitted(np.ones(3), np.ones(3) + 1e-9)) and not bool(jitted(np.ones(3), np.zeros(3)))
-    assert fgrad.vmap(lambda a: fnp.allclose(a, np.ones(2)))(np.array([[1.0, 1.0], [1.0, 2.0]])).tolist() == [True, False]
+    rows = np.array([[1.0, 1.0], [1.0, 2.0]])
+    assert fgrad.vmap(lambda a: fnp.allclose(a, np.ones(2)))(rows).tolist() == [True, False]
     # under grad the value is known, so Python control flow on it works as in JAX
     assert fgrad.grad(lambda a: a * 2 if fnp.allclose(a, 1.0) else a)(1.0) == 2.0
     # outside transforms: NumPy's own results, Python bools
@@ -272,7 +279,7 @@ def test_einsum_interleaved_form_matches_numpy_and_the_string_form(rng):
     hx, hy = fgrad.grad(lambda a, b: fnp.sum(fnp.einsum("ij,jk->ik", a, b) ** 2), argnums=(0, 1))(x, y)
     np.testing.assert_allclose(gx, hx, rtol=1e-12)
     np.testing.assert_allclose(gy, hy, rtol=1e-12)
-    with pytest.raises(ValueError, match=r"einsum: label 52 in the sublist of operand 0 is out of range"):
+    with pytest.raises(ValueError, match=r"einsum: label 52 in the sublist of operand 0 is out of"):
         fnp.einsum(x, [0, 52])
     with pytest.raises(TypeError, match=r"einsum: the output sublist may hold only integers"):
         fnp.einsum(x, [0, 1], ["i"])
@@ -342,10 +349,12 @@ def test_linalg_dtypes_and_hermitian_forms(rng):
     np.testing.assert_allclose(fnp.linalg.svd(spd64, hermitian=True)[1],
                                np.linalg.svd(spd64, hermitian=True)[1], rtol=1e-12)
     # hermitian=True reads one triangle and differentiates as a function of a symmetric matrix
-    check_grads(lambda a: fnp.linalg.svd((a + a.T) / 2 + 6 * np.eye(3), hermitian=True)[1], (spd64,), order=2)
+    check_grads(lambda a: fnp.linalg.svd((a + a.T) / 2 + 6 * np.eye(3), hermitian=True)[1],
+                (spd64,), order=2)
     check_grads(lambda a: fnp.linalg.pinv((a + a.T) / 2, hermitian=True), (spd64,), order=1)
     assert fnp.linalg.svd(np.arange(6).reshape(2, 3)).S.dtype == np.float64
-    np.testing.assert_allclose(fnp.linalg.pinv(a32, rtol=None), np.linalg.pinv(a32, rtol=None), rtol=1e-5)
+    np.testing.assert_allclose(fnp.linalg.pinv(a32, rtol=None), np.linalg.pinv(a32, rtol=None),
+                               rtol=1e-5)
 
 
 def test_matrix_two_norm_gradient_is_the_top_singular_pair(rng):
@@ -414,7 +423,7 @@ def test_errors_name_the_function(call, error, message):
 
 def test_autograd_style_programs(rng):
     """Functions in the style of HIPS autograd's own tests, checked with check_grads (forward,
-    reverse, second order) against finite differences."""
+    reverse, second order) against finite differences, and under jit against eager."""
     np_ = fnp
     mat, vec = rng.normal(size=(4, 3)), rng.normal(size=3)
     programs = [
@@ -433,3 +442,5 @@ def test_autograd_style_programs(rng):
     ]
     for program in programs:
         check_grads(program, (mat,), order=2)
+        np.testing.assert_allclose(fgrad.jit(fgrad.grad(program))(mat), fgrad.grad(program)(mat),
+                                   rtol=1e-10, atol=1e-12)
