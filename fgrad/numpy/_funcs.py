@@ -1867,8 +1867,10 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     if num < 0:
         raise ValueError(f"fgrad.numpy.linspace: the number of samples must be non-negative, "
                          f"got {num}")
-    start, stop = _arr(start) * 1.0, _arr(stop) * 1.0    # NumPy: integers become float64
-    dt = np.result_type(dtype_of(start), dtype_of(stop), float(num))
+    # NumPy's dtype: Python numbers take part weakly, and integers become float64
+    dt = np.result_type(*[x if type(x) in (int, float, complex, bool) else dtype_of(x)
+                          for x in (start, stop)], 0.0)
+    start, stop = astype(_arr(start), dt), astype(_arr(stop), dt)
     div = num - 1 if endpoint else num
     delta = stop - start
     steps = np.arange(0, num, dtype=dt).reshape((-1,) + (1,) * ndim(delta))
