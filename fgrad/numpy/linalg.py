@@ -178,6 +178,7 @@ def eig(a):
     """
     a = _float(a)
     _check_square("eig", a)
+    _check_real("eig", a)
     return EigResult(*bind(la.eig_p, a))
 
 
@@ -191,6 +192,14 @@ def _check_matrix(fn, a):
     if ndim(a) < 2:
         raise LinAlgError(f"fgrad.numpy.linalg.{fn}: expected a matrix or a stack of them, shape "
                           f"(..., m, n), got shape {shape_of(a)}")
+    _check_real(fn, a)
+
+
+def _check_real(fn, a):
+    """svd, pinv and eig have real rules only: a complex matrix is an error, not a wrong slope."""
+    if dtype_of(a).kind == "c":
+        raise TypeError(f"fgrad.numpy.linalg.{fn}: complex matrices are not supported (got dtype "
+                        f"{dtype_of(a)}, shape {shape_of(a)}); {fn} takes real matrices")
 
 
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
