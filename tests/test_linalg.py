@@ -4,7 +4,8 @@ Two tables drive the tests (one row = one function or one subscript string):
 
 * ``LINALG``: each row names the fgrad function, the ``torch.linalg`` function and the NumPy
   function it mirrors, and how to draw well-conditioned inputs (``A = Q diag(s) Q^T`` with
-  ``s`` kept away from 0; SPD for ``cholesky``; well-separated eigenvalues for ``eigh``).
+  ``s`` kept away from 0; SPD for ``cholesky``; well-separated eigenvalues for ``eigh``, singular
+  values for ``svd`` (square, tall and wide) and real eigenvalues for ``eig``).
   Hypothesis draws the seed, the matrix size and the leading batch axes; every row is checked
   for: forward = NumPy, VJP = ``torch.func.vjp``, JVP = ``torch.func.jvp``, ``vmap`` = a Python
   loop, ``jacfwd`` = ``jacrev``, and a Hessian-vector product = torch's (``jvp`` of ``grad``).
@@ -14,7 +15,9 @@ Two tables drive the tests (one row = one function or one subscript string):
 
 ``cholesky`` and ``eigh`` are functions of a symmetric matrix, so their tangents are symmetric
 (torch's JVP does not symmetrise a tangent; fgrad's, like JAX's, does). Eigenvectors are
-compared after fixing each column's sign (first entry positive), in fgrad, torch and NumPy alike.
+compared after fixing each column's sign (first entry positive), in fgrad, torch and NumPy alike;
+so are singular vectors (by ``U``'s first row, ``Vh``'s rows with them), and ``eig``'s pairs are
+sorted by eigenvalue first (LAPACK's order differs between NumPy and torch).
 """
 from __future__ import annotations
 
