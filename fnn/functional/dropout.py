@@ -8,7 +8,7 @@ batched key under ``vmap`` gives every example its own mask.
 >>> import numpy as np, fgrad, fnn.functional as F
 >>> key = fgrad.random.key(0)
 >>> F.dropout(np.ones(6), 0.5, key=key)          # zeros, and the rest scaled by 1 / (1 - p)
-array([0., 2., 0., 0., 2., 0.])
+array([2., 2., 0., 0., 0., 2.])
 """
 from __future__ import annotations
 
