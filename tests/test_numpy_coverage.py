@@ -126,8 +126,8 @@ def test_hypot_logaddexp_fmax_at_special_points():
 
 def test_nan_to_num_passes_the_derivative_only_where_finite():
     x = np.array([np.nan, np.inf, -np.inf, 2.0, -0.5])
-    g = fgrad.grad(lambda x: fnp.sum(fnp.nan_to_num(x) * 3.0))(x)
-    np.testing.assert_array_equal(g, [0.0, 0.0, 0.0, 3.0, 3.0])
+    g = fgrad.grad(lambda x: fnp.sum(fnp.nan_to_num(x) * 0.5))(x)   # 0.5: no overflow of max
+    np.testing.assert_array_equal(g, [0.0, 0.0, 0.0, 0.5, 0.5])
     ints = np.arange(3)
     assert fnp.nan_to_num(ints) is ints
     x32 = x.astype(np.float32)

@@ -1900,7 +1900,8 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     a, b = _arr(a), _arr(b)
     if dtype_of(b).kind != "f":   # NumPy: b in a float dtype, so that |MIN_INT| is no trap
         b = astype(b, np.result_type(dtype_of(b), 1.0))
-    out = (less_equal(abs(a - b), atol + rtol * abs(b)) & isfinite(b)) | equal(a, b)
+    with np.errstate(invalid="ignore"):   # inf - inf: NaN, then False, as in NumPy
+        out = (less_equal(abs(a - b), atol + rtol * abs(b)) & isfinite(b)) | equal(a, b)
     if equal_nan:
         out = out | (isnan(a) & isnan(b))
     return out
