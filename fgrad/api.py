@@ -40,18 +40,30 @@ def _aval_str(x):
     return ShapedArray(shape_of(x), dtype_of(x)).str_short()
 
 
-def _check_float_inputs(transform, f, leaves, paths=None):
+def _check_float_inputs(transform, f, leaves, paths=None, complex_ok=True, holomorphic=False):
+    """Differentiated inputs must be real floats or complex, as JAX's checks: complex only
+    with ``holomorphic=True`` where ``complex_ok`` is False (jacfwd), and complex always where
+    ``holomorphic`` is True."""
     for i, x in enumerate(leaves):
         if isinstance(x, Tracer):
-            continue
-        if not isinstance(x, (np.ndarray, np.generic, float, int, bool)):
+            kind = dtype_of(x).kind if holomorphic or not complex_ok else "f"
+        elif not isinstance(x, (np.ndarray, np.generic, float, int, bool, complex)):
             raise TypeError(f"{transform}({_fname(f)}): argument {_path_str(paths, i)} is a "
                             f"{type(x).__name__}, not an array or number")
-        kind = dtype_of(x).kind
-        if kind == "c":
+        else:
+            kind = dtype_of(x).kind
+        if holomorphic and kind != "c":
+            raise TypeError(f"{transform}({_fname(f)}, holomorphic=True): argument "
+                            f"{_path_str(paths, i)} is {_aval_str(x)}, but holomorphic=True needs "
+                            f"complex inputs (as JAX); convert it (x.astype(complex)) or drop "
+                            f"holomorphic=True")
+        if kind == "c" and not complex_ok and not holomorphic:
             raise TypeError(f"{transform}({_fname(f)}): argument {_path_str(paths, i)} is complex "
-                            f"({_aval_str(x)}); fgrad differentiates real float inputs only")
-        if kind != "f":
+                            f"({_aval_str(x)}); {transform} needs real float inputs unless the "
+                            f"function is holomorphic (pass holomorphic=True). For a "
+                            f"non-holomorphic function of complex inputs use jvp directly, or "
+                            f"jacrev (as JAX).")
+        if kind not in "fc":
             from .random import is_key_data_path
             if paths is not None and is_key_data_path(paths[i]):
                 where = _path_str([paths[i][:-1]], 0)
@@ -60,15 +72,15 @@ def _check_float_inputs(transform, f, leaves, paths=None):
                                 f"of argnums (pass it as another argument) or close over it")
             raise TypeError(f"{transform}({_fname(f)}): argument {_path_str(paths, i)} has dtype "
                             f"{dtype_of(x).name} ({_aval_str(x)}); derivatives are defined only "
-                            f"for float inputs. Convert it (x.astype(float)) or leave it out of "
-                            f"argnums (or close over it with functools.partial).")
+                            f"for float (or complex) inputs. Convert it (x.astype(float)) or leave "
+                            f"it out of argnums (or close over it with functools.partial).")
 
 
-def _check_argnum_inputs(transform, f, dyn, nums):
+def _check_argnum_inputs(transform, f, dyn, nums, complex_ok=True, holomorphic=False):
     """Check the differentiated arguments, naming them by their position in the user's call."""
     paths, leaves, _ = tree.flatten_split_paths(dyn)
     paths = [(nums[p[0]],) + tuple(p[1:]) for p in paths]
-    _check_float_inputs(transform, f, leaves, paths)
+    _check_float_inputs(transform, f, leaves, paths, complex_ok, holomorphic)
 
 
 def _path_str(paths, i):
@@ -135,6 +147,10 @@ def vjp(f, *primals, has_aux=False):
                 raise TypeError(f"vjp({_fname(f)}): cotangent of dtype {dtype_of(c).name} for an "
                                 f"output {_aval_str(p)}; cotangents of real float outputs are "
                                 f"real floats")
+            if dtype_of(p).kind == "c" and dtype_of(c).kind != "c":
+                raise TypeError(f"vjp({_fname(f)}): cotangent of dtype {dtype_of(c).name} for an "
+                                f"output {_aval_str(p)}; cotangents of complex outputs are "
+                                f"complex (as JAX): convert it (ct.astype({dtype_of(p).name}))")
             if _leaf_is_ours(o, trace, VJPTracer):
                 tracked.append(o)
                 cts.append(c)
@@ -176,37 +192,44 @@ def _partial_args(transform, f, args, kwargs, nums, has_aux):
     return f_dyn
 
 
-def value_and_grad(f, argnums=0, has_aux=False):
+def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
     """``f`` and its gradient with respect to ``args[argnums]`` in one pass.
 
     ``f`` must return a real scalar (or ``(scalar, aux)`` with ``has_aux=True``). The gradient
     has the structure of the differentiated argument (a tuple of them for tuple ``argnums``).
+    Complex inputs and ``holomorphic=True`` follow JAX: see :func:`grad`.
     """
     @functools.wraps(f)
     def value_and_grad_f(*args, **kwargs):
         nums = _argnums_tuple("grad", f, argnums, len(args))
         dyn = tuple(args[i] for i in nums)
         f_dyn = _partial_args("grad", f, args, kwargs, nums, has_aux)
-        _check_argnum_inputs("grad", f, dyn, nums)
+        _check_argnum_inputs("grad", f, dyn, nums, holomorphic=holomorphic)
         if has_aux:
             out, pullback, aux = vjp(f_dyn, *dyn, has_aux=True)
         else:
             out, pullback = vjp(f_dyn, *dyn)
-        _check_scalar_output(f, out)
+        _check_scalar_output(f, out, holomorphic)
         g = pullback(np.ones((), dtype_of(out)))
         g = g[0] if isinstance(argnums, int) else g
         return ((out, aux), g) if has_aux else (out, g)
     return value_and_grad_f
 
 
-def _check_scalar_output(f, out):
-    if isinstance(out, (Tracer, np.ndarray, np.generic, float, int)) and shape_of(out) == () \
-            and dtype_of(out).kind == "f":
+def _check_scalar_output(f, out, holomorphic=False):
+    if isinstance(out, (Tracer, np.ndarray, np.generic, float, int, complex)) and shape_of(out) == () \
+            and dtype_of(out).kind == ("c" if holomorphic else "f"):
         return
     if isinstance(out, (Tracer, np.ndarray, np.generic, float, int, complex)):
         what = _aval_str(out)
+        if holomorphic:
+            hint = ("drop holomorphic=True for a real-valued function" if shape_of(out) == ()
+                    else "reduce it (sum) or use jacrev(..., holomorphic=True) for non-scalar outputs")
+            raise TypeError(f"grad({_fname(f)}, holomorphic=True): the function must return a "
+                            f"complex scalar (as JAX), got {what}; {hint}.")
         if dtype_of(out).kind == "c":
-            hint = "take its real part, abs or norm"
+            hint = ("pass holomorphic=True for a holomorphic function (as JAX), take its real "
+                    "part, abs or norm, or use vjp for a non-holomorphic complex function")
         elif dtype_of(out).kind != "f":
             hint = "return a float (integer outputs have no gradient)"
         else:
@@ -216,13 +239,22 @@ def _check_scalar_output(f, out):
     raise TypeError(f"grad({_fname(f)}): the function must return a real scalar, got {what}; {hint}.")
 
 
-def grad(f, argnums=0, has_aux=False):
+def grad(f, argnums=0, has_aux=False, holomorphic=False):
     """The gradient of a scalar function with respect to ``args[argnums]``.
 
     >>> df = fgrad.grad(lambda x: fnp.sum(fnp.sin(x)))      # df(x) == cos(x)
     >>> d2f = fgrad.grad(fgrad.grad(fnp.tanh))              # any depth composes
+
+    Complex numbers follow JAX. For a real-valued ``f`` of complex ``z = x + iy`` the gradient
+    is ``df/dx - i df/dy`` (twice the Wirtinger derivative ``df/dz``): what ``jax.grad``
+    returns, and the complex conjugate of torch's ``z.grad``; step along ``-conj(grad)`` to
+    descend. ``holomorphic=True`` promises a complex-differentiable ``f`` with complex inputs
+    and a complex scalar output, and returns ``f'(z)``:
+
+    >>> fgrad.grad(lambda z: fnp.abs(z) ** 2)(1.0 + 2.0j)            # (2-4j) = 2 conj(z)
+    >>> fgrad.grad(lambda z: z ** 3, holomorphic=True)(1.0 + 2.0j)   # 3 z^2
     """
-    vg = value_and_grad(f, argnums, has_aux)
+    vg = value_and_grad(f, argnums, has_aux, holomorphic)
 
     @functools.wraps(f)
     def grad_f(*args, **kwargs):
@@ -236,6 +268,17 @@ def grad(f, argnums=0, has_aux=False):
 # --------------------------------------------------------------------------------------------
 # Forward mode
 # --------------------------------------------------------------------------------------------
+
+def _tangent_kind(primal):
+    """The dtype kind a tangent of ``primal`` must have: complex for complex, else real float."""
+    return "c" if dtype_of(primal).kind == "c" else "f"
+
+
+def _tangent_rule(primal):
+    if _tangent_kind(primal) == "c":
+        return "tangents of complex primals are complex (as JAX): convert it (t.astype(complex))"
+    return "tangents of real float primals are real floats"
+
 
 def jvp(f, primals, tangents, has_aux=False):
     """``(f(*primals), J(primals) @ tangents)``: the output and its directional derivative."""
@@ -252,11 +295,10 @@ def jvp(f, primals, tangents, has_aux=False):
         if shape_of(p) != shape_of(t):
             raise ValueError(f"jvp({_fname(f)}): tangent {_path_str(paths, i)} has shape "
                              f"{shape_of(t)} but its primal has shape {shape_of(p)}")
-        if dtype_of(t).kind != "f":
+        if dtype_of(t).kind != _tangent_kind(p):
             raise TypeError(f"jvp({_fname(f)}): tangent {_path_str(paths, i)} has dtype "
-                            f"{dtype_of(t).name} but its primal is {_aval_str(p)}; tangents of "
-                            f"real float primals are real floats (fgrad does not differentiate "
-                            f"complex functions)")
+                            f"{dtype_of(t).name} but its primal is {_aval_str(p)}; "
+                            f"{_tangent_rule(p)}")
     with new_trace(JVPTrace) as trace:
         tracers = [JVPTracer(trace, p, t) for p, t in zip(p_leaves, t_leaves)]
         out = f(*tree.unflatten(p_tree, tracers))
@@ -319,10 +361,10 @@ def linearize(f, *primals):
                 raise ValueError(f"linearize({_fname(f)}): f_jvp got a tangent of shape "
                                  f"{shape_of(t)} for primal #{i} of shape {a.shape}; tangents must "
                                  f"have their primals' shapes")
-            if dtype_of(t).kind != "f":
+            if dtype_of(t).kind != _tangent_kind(a):
                 raise TypeError(f"linearize({_fname(f)}): f_jvp got a tangent of dtype "
-                                f"{dtype_of(t).name} for primal #{i} ({a.str_short()}); tangents of "
-                                f"real float primals are real floats")
+                                f"{dtype_of(t).name} for primal #{i} ({a.str_short()}); "
+                                f"{_tangent_rule(a)}")
         return tree.unflatten(out_tree, eval_jaxpr(jaxpr, jaxpr.consts, *t_leaves))
 
     return box[0], f_jvp
@@ -466,19 +508,22 @@ def _std_basis(leaves):
     eye = np.eye(n, dtype=dt)
     out, start = [], 0
     for x, k in zip(leaves, sizes):
-        out.append(eye[:, start:start + k].reshape((n,) + shape_of(x)))
+        piece = eye[:, start:start + k]
+        if piece.dtype.kind == "c" and dtype_of(x).kind != "c":
+            piece = piece.real            # a real leaf beside complex ones: real directions
+        out.append(piece.reshape((n,) + shape_of(x)))
         start += k
     return out, sizes
 
 
-def _jac_fun(transform, f, argnums, has_aux, make_rows):
+def _jac_fun(transform, f, argnums, has_aux, make_rows, complex_ok=True, holomorphic=False):
     @functools.wraps(f)
     def jacfun(*args, **kwargs):
         nums = _argnums_tuple(transform, f, argnums, len(args))
         dyn = tuple(args[i] for i in nums)
         f_dyn = _partial_args(transform, f, args, kwargs, nums, has_aux)
         in_leaves, in_tree = tree.flatten(dyn)
-        _check_argnum_inputs(transform, f, dyn, nums)
+        _check_argnum_inputs(transform, f, dyn, nums, complex_ok, holomorphic)
         def per_input(pieces):  # one output's Jacobian pieces -> the inputs' structure
             by_arg = tree.unflatten(in_tree, pieces)
             return by_arg[0] if isinstance(argnums, int) else tuple(by_arg)
@@ -488,11 +533,29 @@ def _jac_fun(transform, f, argnums, has_aux, make_rows):
     return jacfun
 
 
-def jacfwd(f, argnums=0, has_aux=False):
+def _check_jac_outputs(transform, f, leaves, holomorphic):
+    """jacrev needs real outputs, and holomorphic=True complex ones (JAX's output checks)."""
+    for o in leaves:
+        kind = dtype_of(o).kind
+        if holomorphic and kind != "c":
+            raise TypeError(f"{transform}({_fname(f)}, holomorphic=True): outputs must be complex "
+                            f"(as JAX), got {_aval_str(o)}; drop holomorphic=True for real outputs")
+        if not holomorphic and transform == "jacrev" and kind != "f":
+            hint = ("pass holomorphic=True for a holomorphic function, or use vjp for a "
+                    "non-holomorphic one (as JAX)" if kind == "c" else
+                    "integer and boolean outputs have no derivative")
+            raise TypeError(f"jacrev({_fname(f)}): outputs must be real float, got "
+                            f"{_aval_str(o)}; {hint}")
+
+
+def jacfwd(f, argnums=0, has_aux=False, holomorphic=False):
     """The Jacobian by forward mode: one JVP per input element, vectorised with ``vmap``.
 
     For ``f: R^n -> R^m`` the result has shape ``(m, n)`` (output axes first, then input axes);
     for pytrees, a tree of the output's structure whose leaves are trees of the inputs'.
+    As in JAX, inputs must be real unless ``holomorphic=True``, which needs complex inputs
+    and outputs and gives the complex Jacobian ``df_i/dz_j`` (outputs may be complex for real
+    inputs: the columns are then ``df/dx_j``).
     """
     def rows(f_dyn, dyn, in_leaves, in_tree, per_input):
         from . import numpy as fnp
@@ -503,6 +566,7 @@ def jacfwd(f, argnums=0, has_aux=False):
             return (out[1], out[2]) if has_aux else (out[1], None)
 
         tangents, aux = vmap(push, in_axes=0, out_axes=(-1, None))(*basis)
+        _check_jac_outputs("jacfwd", f, tree.leaves(tangents), holomorphic)
 
         def per_output(t):
             out_shape = shape_of(t)[:-1]
@@ -512,13 +576,15 @@ def jacfwd(f, argnums=0, has_aux=False):
                 start += k
             return per_input(pieces)
         return tree.map(per_output, tangents), aux
-    return _jac_fun("jacfwd", f, argnums, has_aux, rows)
+    return _jac_fun("jacfwd", f, argnums, has_aux, rows, complex_ok=False, holomorphic=holomorphic)
 
 
-def jacrev(f, argnums=0, has_aux=False):
+def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
     """The Jacobian by reverse mode: one VJP per output element, vectorised with ``vmap``.
 
-    Same layout as :func:`jacfwd`; cheaper when outputs are fewer than inputs.
+    Same layout as :func:`jacfwd`; cheaper when outputs are fewer than inputs. As in JAX,
+    outputs must be real unless ``holomorphic=True`` (complex inputs and outputs); a real
+    output of complex inputs gives rows ``df/dx - i df/dy``, the convention of :func:`grad`.
     """
     def rows(f_dyn, dyn, in_leaves, in_tree, per_input):
         from . import numpy as fnp
@@ -527,9 +593,7 @@ def jacrev(f, argnums=0, has_aux=False):
         else:
             (out, pullback), aux = vjp(f_dyn, *dyn), None
         out_leaves, out_tree = tree.flatten(out)
-        for o in out_leaves:
-            if dtype_of(o).kind != "f":
-                raise TypeError(f"jacrev({_fname(f)}): outputs must be float, got {_aval_str(o)}")
+        _check_jac_outputs("jacrev", f, out_leaves, holomorphic)
         basis, sizes = _std_basis(out_leaves)
         cts = vmap(lambda *b: pullback(tree.unflatten(out_tree, b)))(*basis)
         ct_leaves = tree.leaves(cts)   # each (N_out, *in_shape)
@@ -540,12 +604,12 @@ def jacrev(f, argnums=0, has_aux=False):
             per_out.append(per_input(pieces))
             start += k
         return tree.unflatten(out_tree, per_out), aux
-    return _jac_fun("jacrev", f, argnums, has_aux, rows)
+    return _jac_fun("jacrev", f, argnums, has_aux, rows, holomorphic=holomorphic)
 
 
-def hessian(f, argnums=0, has_aux=False):
+def hessian(f, argnums=0, has_aux=False, holomorphic=False):
     """Second derivatives: ``jacfwd(jacrev(f))`` (forward-over-reverse, as in JAX)."""
-    return jacfwd(jacrev(f, argnums, has_aux), argnums, has_aux)
+    return jacfwd(jacrev(f, argnums, has_aux, holomorphic), argnums, has_aux, holomorphic)
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,5 +635,5 @@ stop_gradient_p = piecewise_constant("stop_gradient", lambda x: x)
 
 def stop_gradient(x):
     """``x``, treated as a constant by every transform that differentiates (a pytree is fine)."""
-    return tree.map(lambda leaf: stop_gradient_p.bind(leaf) if dtype_of(leaf).kind == "f" else leaf, x)
+    return tree.map(lambda leaf: stop_gradient_p.bind(leaf) if dtype_of(leaf).kind in "fc" else leaf, x)
 

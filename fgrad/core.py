@@ -351,11 +351,11 @@ def dtype_of(x):
 
 
 def is_float(x):
-    """True when ``x`` has a floating (differentiable) dtype."""
+    """True when ``x`` has a differentiable dtype: real floating or complex."""
     # Fast path for arrays and tracers (their dtype is a np.dtype): read its kind instead of
     # normalising through dtype_of (0.6 -> 0.2 us; this runs on every traced op's output).
     kind = getattr(getattr(x, "dtype", None), "kind", None)
     if kind is not None:
-        return kind == "f"
-    return dtype_of(x).kind == "f"
+        return kind in "fc"
+    return dtype_of(x).kind in "fc"
 

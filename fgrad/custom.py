@@ -152,10 +152,11 @@ def _checked_leaf(rule, what, where, like, got):
         raise ValueError(f"{rule}: {what} at {where} has shape {shape_of(got)} ({_aval(got)}) but "
                          f"it must have the shape of the value it belongs to, {shape_of(like)} "
                          f"({_aval(like)}); derivatives are never broadcast")
-    if dtype_of(got).kind != "f":
+    if dtype_of(got).kind != ("c" if dtype_of(like).kind == "c" else "f"):
+        kind = "complex values are complex" if dtype_of(like).kind == "c" else \
+            "real float values are real floats"
         raise TypeError(f"{rule}: {what} at {where} has dtype {dtype_of(got).name} for a value of "
-                        f"dtype {dtype_of(like).name}; derivatives of real float values are real "
-                        f"floats of the same dtype")
+                        f"dtype {dtype_of(like).name}; derivatives of {kind} of the same dtype")
     if dtype_of(got) != dtype_of(like):
         got = fnp.astype(got, dtype_of(like))
     return got

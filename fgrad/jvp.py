@@ -70,6 +70,9 @@ class JVPTrace(Trace):
             from . import numpy as fnp
             tangent = fnp.broadcast_to(tangent, shape_of(primal))
         if dtype_of(tangent) != dtype_of(primal):
+            if dtype_of(tangent).kind == "c" and dtype_of(primal).kind != "c":
+                from . import numpy as fnp
+                tangent = fnp.real(tangent)   # a real output's tangent is real
             tangent = tangent.astype(dtype_of(primal))
         return JVPTracer(self, primal, tangent)
 

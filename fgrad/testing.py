@@ -23,6 +23,10 @@ one product (the HIPS autograd / JAX recipe):
 Tolerances default by dtype: float64 ``atol = rtol = 1e-5`` with ``eps = 1e-4``; float32 (or
 any lower-precision input or output) ``atol = rtol = 2e-3`` with ``eps = 1e-3``. A failure
 raises ``AssertionError`` saying which check failed and by how much.
+
+Complex inputs and outputs (complex128 counts as float64, complex64 as float32) are checked
+along random complex directions, with JAX's pairing ``<u, v> = Re(sum(u * v))`` in the
+inner-product identity (``fgrad/primitives/complex.py``), as ``jax.test_util.check_grads``.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from .core import dtype_of, shape_of
 
 __all__ = ["check_grads", "check_jvp", "check_vjp", "numerical_jvp"]
 
-_F64 = np.dtype(np.float64)
+_PRECISE_DTYPES = (np.dtype(np.float64), np.dtype(np.complex128))
 #: (eps, atol = rtol) for float64 and for anything less precise.
 _PRECISE = (1e-4, 1e-5)
 _LOOSE = (1e-3, 2e-3)
@@ -42,19 +46,26 @@ _LOOSE = (1e-3, 2e-3)
 _ADJOINT_TIGHTER = 100
 
 
+def _is_inexact(x):
+    return dtype_of(x).kind in "fc"
+
+
 def _float_leaves(x):
-    return [leaf for leaf in tree.leaves(x) if dtype_of(leaf).kind == "f"]
+    return [leaf for leaf in tree.leaves(x) if _is_inexact(leaf)]
 
 
 def _defaults(*trees):
     """``(eps, tol)`` for the least precise float among the leaves of ``trees``."""
-    precise = all(dtype_of(leaf) == _F64 for t in trees for leaf in _float_leaves(t))
+    precise = all(dtype_of(leaf) in _PRECISE_DTYPES for t in trees for leaf in _float_leaves(t))
     return _PRECISE if precise else _LOOSE
 
 
 def _random_like(rng, x):
-    """A standard-normal array shaped like ``x`` (zeros for integer and boolean leaves)."""
+    """A standard-normal array shaped like ``x`` (complex normal for complex leaves, zeros for
+    integer and boolean ones)."""
     dt = dtype_of(x)
+    if dt.kind == "c":
+        return np.asarray(rng.standard_normal(shape_of(x)) + 1j * rng.standard_normal(shape_of(x)), dt)
     if dt.kind != "f":
         return np.zeros(shape_of(x), dt)
     return np.asarray(rng.standard_normal(shape_of(x)), dt)
@@ -62,18 +73,24 @@ def _random_like(rng, x):
 
 def _axpy(a, t, x):
     """``x + a t`` in ``x``'s dtype (integer leaves stay as they are)."""
-    if dtype_of(x).kind != "f":
+    if not _is_inexact(x):
         return x
     return (np.asarray(x) + a * np.asarray(t)).astype(dtype_of(x))
 
 
+def _wide(x):
+    """``x`` in float64, or complex128 if it is complex."""
+    return np.asarray(x, np.complex128 if dtype_of(x).kind == "c" else np.float64)
+
+
 def _inner(xs, ys, absolute=False):
-    """``<xs, ys>`` summed over float leaves in float64 (``sum |x y|`` with ``absolute``)."""
+    """``<xs, ys> = Re(sum(x * y))`` over float and complex leaves, in double precision
+    (``sum |x y|`` with ``absolute``)."""
     total = 0.0
     for x, y in zip(tree.leaves(xs), tree.leaves(ys)):
-        if dtype_of(x).kind == "f":
-            terms = np.asarray(x, np.float64) * np.asarray(y, np.float64)
-            total += float(np.sum(np.abs(terms) if absolute else terms))
+        if _is_inexact(x):
+            terms = _wide(x) * _wide(y)
+            total += float(np.sum(np.abs(terms) if absolute else np.real(terms)))
     return total
 
 
@@ -81,8 +98,7 @@ def numerical_jvp(f, args, tangents, eps):
     """Central finite differences ``(f(x + eps t) - f(x - eps t)) / (2 eps)`` (a pytree)."""
     f_pos = f(*tree.map(lambda x, t: _axpy(eps, t, x), tuple(args), tuple(tangents)))
     f_neg = f(*tree.map(lambda x, t: _axpy(-eps, t, x), tuple(args), tuple(tangents)))
-    return tree.map(lambda p, n: (np.asarray(p, np.float64) - np.asarray(n, np.float64))
-                    / (2 * eps), f_pos, f_neg)
+    return tree.map(lambda p, n: (_wide(p) - _wide(n)) / (2 * eps), f_pos, f_neg)
 
 
 def _assert_close(actual, expected, atol, rtol, what):
@@ -92,9 +108,10 @@ def _assert_close(actual, expected, atol, rtol, what):
     if a_tree != e_tree:
         raise AssertionError(f"{what}: output structures differ: {a_tree} vs {e_tree}")
     for i, (a, e) in enumerate(zip(a_leaves, e_leaves)):
-        if dtype_of(a).kind != "f":
+        if not _is_inexact(a):
             continue
-        a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+        wide = np.complex128 if dtype_of(a).kind == "c" or dtype_of(e).kind == "c" else np.float64
+        a, e = np.asarray(a, wide), np.asarray(e, wide)
         if a.shape != e.shape:
             raise AssertionError(f"{what}: output #{i} has shape {a.shape}, expected {e.shape}")
         err = np.abs(a - e)
@@ -109,7 +126,11 @@ def _assert_close(actual, expected, atol, rtol, what):
                 f"{what}:{leaf} {int(bad.sum())} of {a.size} element(s) differ beyond "
                 f"atol={atol:g} + rtol={rtol:g} * |expected|; max abs error "
                 f"{float(np.nanmax(err)):.3g}, max rel error {float(np.nanmax(rel)):.3g}; "
-                f"worst{at}: got {float(a[where]):.10g}, expected {float(e[where]):.10g}")
+                f"worst{at}: got {_number(a[where])}, expected {_number(e[where])}")
+
+
+def _number(x):
+    return f"{complex(x):.10g}" if np.iscomplexobj(x) else f"{float(x):.10g}"
 
 
 def _settings(args, out, eps, atol, rtol):
@@ -175,10 +196,10 @@ def check_grads(f, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, rto
                         f"{type(args).__name__}; wrap a single argument as (x,)")
     args = tuple(args)
     for i, leaf in enumerate(tree.leaves(args)):
-        if dtype_of(leaf).kind != "f":
+        if not _is_inexact(leaf):
             raise TypeError(f"check_grads: argument leaf #{i} has dtype {dtype_of(leaf).name}; "
-                            f"only float inputs have derivatives. Close over the others "
-                            f"(functools.partial or a lambda).")
+                            f"only float (and complex) inputs have derivatives. Close over the "
+                            f"others (functools.partial or a lambda).")
     if isinstance(modes, str):
         modes = (modes,)
     unknown = set(modes) - {"fwd", "rev"}

@@ -284,6 +284,8 @@ OWNED_ELSEWHERE = {
     "fgrad.random": "test_random.py",                    # key-consuming random_* primitives
     "fgrad.custom": "test_custom.py",                    # custom_vjp_call / custom_jvp_call
     "fgrad.primitives.control": "test_lax.py",           # scan / cond / while (fgrad.lax)
+    "fgrad.primitives.complex": "test_complex.py",       # real / imag / conj (complex operands)
+    "fgrad.primitives.fft": "test_fft.py",               # the fft primitive (fgrad.numpy.fft)
 }
 
 

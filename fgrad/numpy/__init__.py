@@ -16,6 +16,7 @@ from ._funcs import *  # noqa: F401,F403
 from ._funcs import (abs, all, any, max, min, round, sum)  # noqa: F401 - builtins' names
 from . import _tracer_methods  # noqa: F401 - attaches operators and methods to Tracer
 from . import linalg  # noqa: F401
+from . import fft  # noqa: F401  (numpy.fft's names: fft, rfft, fftn, fftshift, ...)
 from ._einsum import einsum  # noqa: F401
 
 # numpy.random itself, as ``autograd.numpy.random`` is: NumPy-style autodiff code written for
@@ -23,4 +24,4 @@ from ._einsum import einsum  # noqa: F401
 # Its draws are NumPy constants to every transform; fgrad.random is the splittable-key API.
 from numpy import random  # noqa: E402,F401
 
-__all__ = _funcs.__all__ + ["einsum", "linalg"]
+__all__ = _funcs.__all__ + ["einsum", "linalg", "fft"]

@@ -37,8 +37,8 @@ def _arr(x):
     (``fnp.mean([x, y])``, ``fnp.sum((a, b))``): it is stacked into one traced array, in the
     dtype ``numpy.array`` gives the same values (:func:`_stack_nested`).
     """
-    if isinstance(x, (Tracer, np.ndarray, np.generic, float, int, bool)):
-        return x
+    if isinstance(x, (Tracer, np.ndarray, np.generic, float, int, bool, complex)):
+        return x   # (a Python complex stays weakly typed: complex64 / 1j is complex64, as NumPy)
     if isinstance(x, (list, tuple)) and _holds_tracer(x):
         return _stack_nested(x)
     return np.asarray(x)
@@ -401,7 +401,11 @@ def var(a, axis=None, keepdims=False, ddof=0, dtype=None):
     s = shape_of(a)
     n = _count(s, _axes(axis, len(s), "var"))
     centered = a - mean(a, axis=axis, keepdims=True)
-    return sum(centered * centered, axis=axis, keepdims=keepdims) / builtins.max(n - ddof, 0)
+    if dtype_of(centered).kind == "c":   # |a - mean|^2, real (as NumPy)
+        centered_sq = real(centered) * real(centered) + imag(centered) * imag(centered)
+    else:
+        centered_sq = centered * centered
+    return sum(centered_sq, axis=axis, keepdims=keepdims) / builtins.max(n - ddof, 0)
 
 
 def std(a, axis=None, keepdims=False, ddof=0, dtype=None):
@@ -1155,7 +1159,8 @@ def dot(a, b):
 
 
 def vdot(a, b):
-    return dot(ravel(a), ravel(b))
+    """``sum(conj(a) * b)`` over the flattened arrays, as NumPy (the first is conjugated)."""
+    return dot(conjugate(ravel(a)), ravel(b))
 
 
 def inner(a, b):
@@ -1938,3 +1943,84 @@ del zero
 __all__ = [_n for _n, _v in list(globals().items())
            if not _n.startswith("_") and not isinstance(_v, type(np))
            and _n not in ("annotations", "Tracer", "bind", "dtype_of", "shape_of")]
+
+
+# --------------------------------------------------------------------------------------------
+# Complex numbers: real, imag, conj, angle and the dtype predicates. The derivative convention
+# is JAX's (the module docstring of fgrad/primitives/complex.py says it in full): grad of a
+# real-valued function of z = x + iy is df/dx - i df/dy, the conjugate of torch's z.grad.
+# --------------------------------------------------------------------------------------------
+
+from ..primitives import complex as _cx  # noqa: E402 - after the functions the rules use
+
+complex64, complex128 = np.complex64, np.complex128
+complexfloating = np.complexfloating
+
+
+def _is_complex(x):
+    return dtype_of(x).kind == "c"
+
+
+def real(val):
+    """The real part, as ``numpy.real`` (a real ``val`` is returned as it is). The cotangent
+    of ``Re(z)`` is embedded back as ``g + 0j``."""
+    if isinstance(val, Tracer) and not _is_complex(val):
+        return val
+    return bind(_cx.real_p, _arr(val))
+
+
+def imag(val):
+    """The imaginary part, as ``numpy.imag`` (zeros for a real ``val``, with no derivative).
+    The cotangent of ``Im(z)`` is ``-1j * g`` (the transpose of ``dz -> Im(dz)``)."""
+    if isinstance(val, Tracer) and not _is_complex(val):
+        return zeros_like(val)
+    return bind(_cx.imag_p, _arr(val))
+
+
+def conjugate(x):
+    """The complex conjugate elementwise, as ``numpy.conjugate`` (a real tracer is returned
+    as it is). Not holomorphic: its cotangent is ``conj(g)``."""
+    if isinstance(x, Tracer) and not _is_complex(x):
+        return x
+    return bind(_cx.conj_p, _arr(x))
+
+
+conj = conjugate
+
+
+def angle(z, deg=False):
+    """The argument of each complex number, ``arctan2(imag(z), real(z))``, in radians (degrees
+    with ``deg=True``), as ``numpy.angle``. Its derivative is ``Im(dz / z)`` (NaN at 0, as JAX)."""
+    z = _arr(z)
+    out = arctan2(imag(z), real(z))
+    return out * (180 / np.pi) if deg else out
+
+
+def iscomplexobj(x):
+    """True when ``x`` has a complex dtype (its values are not looked at)."""
+    return _is_complex(x)
+
+
+def isrealobj(x):
+    """True when ``x`` does not have a complex dtype."""
+    return not _is_complex(x)
+
+
+def iscomplex(x):
+    """Elementwise: True where the imaginary part is non-zero (no derivative)."""
+    x = _arr(x)
+    if not _is_complex(x):
+        return np.zeros(shape_of(x), bool)[()]
+    return not_equal(imag(x), 0)
+
+
+def isreal(x):
+    """Elementwise: True where the imaginary part is zero (no derivative)."""
+    x = _arr(x)
+    if not _is_complex(x):
+        return np.ones(shape_of(x), bool)[()]
+    return equal(imag(x), 0)
+
+
+__all__ += ["complex64", "complex128", "complexfloating", "real", "imag", "conjugate", "conj",
+            "angle", "iscomplexobj", "isrealobj", "iscomplex", "isreal"]

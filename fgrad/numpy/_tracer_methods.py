@@ -62,6 +62,9 @@ Tracer.__array_ufunc__ = _array_ufunc
 Tracer.T = property(lambda self: f.transpose(self))
 Tracer.mT = property(lambda self: f.swapaxes(self, -1, -2))
 Tracer.at = property(lambda self: f.at(self))
+Tracer.real = property(lambda self: f.real(self))     # x.real, x.imag, x.conj(): NumPy's
+Tracer.imag = property(lambda self: f.imag(self))     # attributes, JAX's complex rules
+Tracer.conj = Tracer.conjugate = lambda self: f.conjugate(self)
 
 
 def _method(fn):

@@ -32,6 +32,7 @@ from ..core import Tracer, dtype_of, shape_of
 from ..primitives import linalg as la
 from ._funcs import (_arr, _axis, abs, astype, bind, broadcast_to, exp, matmul, max, min,
                      moveaxis, ndim, reshape, sqrt, squeeze, sum, swapaxes, where)
+from ._funcs import conj, real  # complex inputs
 
 __all__ = ["LinAlgError", "SlogdetResult", "EighResult", "EigResult", "SVDResult", "inv",
            "solve", "solve_triangular", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "eig",
@@ -45,9 +46,9 @@ SVDResult = namedtuple("SVDResult", ["U", "S", "Vh"])
 
 
 def _float(a):
-    """``a`` as an array of a float dtype (np.linalg computes integers in float64)."""
+    """``a`` as an array of a float (or complex) dtype (np.linalg computes integers in float64)."""
     a = _arr(a)
-    return a if dtype_of(a).kind == "f" else astype(a, np.float64)
+    return a if dtype_of(a).kind in "fc" else astype(a, np.float64)
 
 
 def _check_square(fn, a):
@@ -271,7 +272,8 @@ def matrix_power(a, n):
 
 def _two_norm(x, axes, keepdims):
     """sqrt(sum x^2) over ``axes``, with derivative 0 (not NaN) where the norm is 0, as torch."""
-    squares = sum(x * x, axis=axes, keepdims=keepdims)
+    # |x|^2 = x conj(x) for complex x (smooth at 0, unlike abs(x) ** 2)
+    squares = sum(x * x if dtype_of(x).kind != "c" else real(x * conj(x)), axis=axes, keepdims=keepdims)
     is_zero = squares == 0
     # sqrt'(0) is infinite; take the root of 1 there so no inf * 0 reaches the derivative
     return where(is_zero, 0, sqrt(where(is_zero, 1, squares)))
@@ -288,7 +290,7 @@ def _vector_norm(x, ord, axis, keepdims):  # noqa: A002 - NumPy's argument name
     if ord == -np.inf:
         return min(abs(x), axis=axis, keepdims=keepdims)
     if ord == 0:   # the number of non-zeros: no derivative
-        return sum(astype(x != 0, dtype_of(x)), axis=axis, keepdims=keepdims)
+        return sum(astype(x != 0, np.finfo(dtype_of(x)).dtype), axis=axis, keepdims=keepdims)
     if ord == 1:
         return sum(abs(x), axis=axis, keepdims=keepdims)
     # (sum |x|^p)^(1/p), with derivative 0 where the norm is 0 (the root's slope is infinite there)

@@ -19,6 +19,13 @@ Conventions (those of JAX and ``torch.linalg``):
   torch, because the eigenvectors themselves are then ill-defined.
 * Every rule is written in fgrad operations (``@`` on tracers is ``fnp.matmul``), so higher
   derivatives and ``vmap`` of derivatives need nothing more.
+* Complex matrices follow JAX's convention (``fgrad/primitives/complex.py``): ``inv``,
+  ``solve`` and ``triangular_solve`` are holomorphic, so their rules hold as written (plain
+  transposes, no conjugates). ``cholesky`` and ``eigh`` are functions of a *Hermitian* matrix
+  (``A = L L^H``, ``A = V diag(w) V^H`` with real ``w``) and ``slogdet``'s outputs are not
+  holomorphic; their JVPs use ``X^H`` where the real ones use ``X^T``, and their VJPs are the
+  transposes under the bilinear pairing ``Re(sum(u * v))``: ``conj(adjoint(conj(g)))``, with
+  ``adjoint`` the usual complex adjoint (torch's backward formula).
 """
 from __future__ import annotations
 
@@ -38,9 +45,19 @@ def _T(x):
     return fnp.swapaxes(x, -1, -2)
 
 
+def _conj(x):
+    """conj(X) for complex X; a real X as it is (no copy, no operation on the tape)."""
+    return fnp.conj(x) if dtype_of(x).kind == "c" else x
+
+
+def _H(x):
+    """The conjugate transpose X^H of the last two axes (X^T for real X)."""
+    return _T(_conj(x))
+
+
 def _sym(x):
-    """The symmetric part (X + X^T) / 2."""
-    return (x + _T(x)) / 2
+    """The symmetric part (X + X^T) / 2; for complex X the Hermitian part (X + X^H) / 2."""
+    return (x + _H(x)) / 2
 
 
 def _diag(x):
@@ -67,6 +84,11 @@ def _linalg_dtype(*avals):
 
 def _aval(shape, *operands):
     return ShapedArray(shape, _linalg_dtype(*operands))
+
+
+def _real_aval(shape, *operands):
+    """The real counterpart (log|det|, eigenvalues of a Hermitian matrix are real)."""
+    return ShapedArray(shape, np.finfo(_linalg_dtype(*operands)).dtype)
 
 
 # --- inv: A^-1 ----------------------------------------------------------------------------------
@@ -148,14 +170,25 @@ slogdet_p = Primitive("slogdet", lambda a: list(np.linalg.slogdet(a)), multiple_
 def _slogdet_jvp(primals, tangents):
     (a,), (a_dot,) = primals, tangents
     sign, logabsdet = slogdet_p.bind(a)
-    # sign is locally constant;  d log|det A| = tr(A^-1 dA)
-    return [sign, logabsdet], [zero, fnp.sum(_diag(solve_p.bind(a, a_dot)), axis=-1)]
+    t = fnp.sum(_diag(solve_p.bind(a, a_dot)), axis=-1)     # d log det A = tr(A^-1 dA)
+    if dtype_of(a).kind != "c":
+        # sign is locally constant;  d log|det A| = tr(A^-1 dA)
+        return [sign, logabsdet], [zero, t]
+    # complex A:  d log|det A| = Re t,  d sign = d e^(i arg det A) = i Im(t) sign
+    return [sign, logabsdet], [1j * fnp.imag(t) * sign, fnp.real(t)]
+
+
+def _slogdet_vjp(g, ans, a):
+    (g_sign, g_logabsdet), (sign, _) = g, ans
+    # A_bar = c A^-T with c = g_logabsdet (real A: the sign has no derivative); complex A:
+    # c = g_logabsdet + i Im(g_sign sign), so that Re(c t) = g_logabsdet Re t + Re(g_sign i Im(t) sign)
+    c = g_logabsdet if dtype_of(a).kind != "c" else g_logabsdet + 1j * fnp.imag(g_sign * sign)
+    return fnp.expand_dims(c, (-2, -1)) * _T(inv_p.bind(a))
 
 
 slogdet_p.jvp = _slogdet_jvp
-# A_bar = g_logabsdet A^-T  (the sign output has no derivative)
-slogdet_p.vjp = (lambda g, ans, a: fnp.expand_dims(g[1], (-2, -1)) * _T(inv_p.bind(a)),)
-slogdet_p.abstract_eval = lambda a: [_aval(shape_of(a)[:-2], a)] * 2
+slogdet_p.vjp = (_slogdet_vjp,)
+slogdet_p.abstract_eval = lambda a: [_aval(shape_of(a)[:-2], a), _real_aval(shape_of(a)[:-2], a)]
 vectorized_batch_rule(slogdet_p)
 
 
@@ -165,9 +198,9 @@ cholesky_p = Primitive("cholesky", lambda a: np.linalg.cholesky(a))
 
 
 def _inv_l_x_inv_lt(L, x):
-    """L^-1 X L^-T by two triangular solves: (L^-1 (L^-1 X)^T)^T."""
+    """L^-1 X L^-T by two triangular solves: (L^-1 (L^-1 X)^T)^T (L^-H, ^H for complex L)."""
     y = triangular_solve_p.bind(L, x, lower=True)
-    return _T(triangular_solve_p.bind(L, _T(y), lower=True))
+    return _H(triangular_solve_p.bind(L, _H(y), lower=True))
 
 
 def _cholesky_jvp(primals, tangents):
@@ -175,13 +208,16 @@ def _cholesky_jvp(primals, tangents):
     L = cholesky_p.bind(a)
     # dA = dL L^T + L dL^T  =>  L^-1 dA L^-T = L^-1 dL + (L^-1 dL)^T, whose lower triangle with
     # half its diagonal is the lower-triangular L^-1 dL:  dL = L Phi(L^-1 sym(dA) L^-T)
+    # (complex: ^H for ^T; the diagonal of L^-1 dL is real, as L's is)
     return L, L @ _phi(_inv_l_x_inv_lt(L, _sym(a_dot)))
 
 
 def _cholesky_vjp(g, L, a):
-    # the adjoint of the JVP (Phi is self-adjoint):  A_bar = sym(L^-T Phi(L^T g) L^-1)
-    z = triangular_solve_p.bind(_T(L), _phi(_T(L) @ g), lower=False)        # L^-T Phi(L^T g)
-    return _sym(_T(triangular_solve_p.bind(_T(L), _T(z), lower=False)))     # (L^-T z^T)^T = z L^-1
+    # the adjoint of the JVP (Phi is self-adjoint):  A_bar = sym(L^-T Phi(L^T g) L^-1); complex:
+    # A_bar = conj(herm(L^-H Phi(L^H conj(g)) L^-1)) (the adjoint, conjugated around: JAX's pairing)
+    g = _conj(g)
+    z = triangular_solve_p.bind(_H(L), _phi(_H(L) @ g), lower=False)        # L^-T Phi(L^T g)
+    return _conj(_sym(_H(triangular_solve_p.bind(_H(L), _H(z), lower=False))))   # (L^-T z^T)^T = z L^-1
 
 
 cholesky_p.jvp = _cholesky_jvp
@@ -205,21 +241,24 @@ def _gap_inverses(w):
 def _eigh_jvp(primals, tangents):
     (a,), (a_dot,) = primals, tangents
     w, V = eigh_p.bind(a)
-    m = _T(V) @ _sym(a_dot) @ V
+    m = _H(V) @ _sym(a_dot) @ V
     # dw_i = v_i^T dA v_i;  dV = V (F o V^T dA V), F_ij = 1/(w_j - w_i), zero diagonal
-    return [w, V], [_diag(m), V @ (_gap_inverses(w) * m)]
+    # (complex Hermitian A: V^H for V^T, and dw = Re diag(m), as JAX; w is real)
+    dw = _diag(m) if dtype_of(m).kind != "c" else fnp.real(_diag(m))
+    return [w, V], [dw, V @ (_gap_inverses(w) * m)]
 
 
 def _eigh_vjp(g, ans, a):
     (g_w, g_V), (w, V) = g, ans
-    # A_bar = sym(V (diag(g_w) + F o V^T g_V) V^T)
-    inner = _diag_embed(g_w) + _gap_inverses(w) * (_T(V) @ g_V)
-    return _sym(V @ inner @ _T(V))
+    # A_bar = sym(V (diag(g_w) + F o V^T g_V) V^T); complex: the adjoint with V^H, conjugated
+    # around (JAX's pairing): A_bar = conj(herm(V (diag(g_w) + F o V^H conj(g_V)) V^H))
+    inner = _diag_embed(g_w) + _gap_inverses(w) * (_H(V) @ _conj(g_V))
+    return _conj(_sym(V @ inner @ _H(V)))
 
 
 eigh_p.jvp = _eigh_jvp
 eigh_p.vjp = (_eigh_vjp,)
-eigh_p.abstract_eval = lambda a: [_aval(shape_of(a)[:-1], a), _aval(shape_of(a), a)]
+eigh_p.abstract_eval = lambda a: [_real_aval(shape_of(a)[:-1], a), _aval(shape_of(a), a)]
 vectorized_batch_rule(eigh_p)
 
 

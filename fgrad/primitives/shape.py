@@ -190,15 +190,23 @@ convert_element_type_p = Primitive("convert_element_type", _convert)
 def _convert_jvp(primals, tangents, *, dtype):
     (x,), (x_dot,) = primals, tangents
     ans = convert_element_type_p.bind(x, dtype=dtype)
-    if np.dtype(dtype).kind != "f":   # to int/bool: the derivative is gone
+    if np.dtype(dtype).kind not in "fc":   # to int/bool: the derivative is gone
         return ans, zero
+    if dtype_of(x_dot).kind == "c" and np.dtype(dtype).kind == "f":
+        x_dot = fnp.real(x_dot)            # complex to real keeps Re z: d Re(z) = Re(dz)
     return ans, convert_element_type_p.bind(x_dot, dtype=dtype)   # d cast(x) = cast(dx)
 
 
+def _convert_vjp(g, ans, x, *, dtype):
+    if np.dtype(dtype).kind not in "fc":
+        return zero
+    if dtype_of(g).kind == "c" and dtype_of(x).kind != "c":
+        g = fnp.real(g)                    # real to complex: the transpose of R -> C is Re
+    return convert_element_type_p.bind(g, dtype=dtype_of(x))   # cast back (Re z's: g + 0i)
+
+
 convert_element_type_p.jvp = _convert_jvp
-convert_element_type_p.vjp = (
-    lambda g, ans, x, *, dtype: (convert_element_type_p.bind(g, dtype=dtype_of(x))
-                                 if np.dtype(dtype).kind == "f" else zero),)
+convert_element_type_p.vjp = (_convert_vjp,)
 elementwise_batch_rule(convert_element_type_p)
 convert_element_type_p.abstract_eval = lambda x, *, dtype: ShapedArray(shape_of(x), dtype)
 
