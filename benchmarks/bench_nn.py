@@ -7,12 +7,19 @@ checked to agree before anything is timed. "forward+backward" is the gradient of
 
 * conv2d: ``Conv2d(16, 32, 3, padding=1)`` on a batch of 32 images of 28x28;
 * LSTM step: ``LSTM(64, 128)`` on one time step of a batch of 32;
-* LSTM sequence: the same layer on 50 time steps (one Python-level step per time step in fnn;
-  torch runs its fused C++ kernel).
+* LSTM sequence: the same layer on 50 time steps (torch runs its fused C++ kernel; fnn.LSTM
+  its fused NumPy layer, ``fnn/layers/_recurrent_kernels.py``, one tape node per layer).
 
-    python -m benchmarks.bench_nn [--threads N]
+fnn and torch are timed in interleaved rounds (each round times both once; the best round
+counts), so that the ratio holds while other jobs share the machine. By default both run on one
+thread (NumPy's BLAS through threadpoolctl, ``torch.set_num_threads(1)``) and the times are CPU
+time (``time.process_time``), which the other jobs' load does not inflate; ``--threads 0``
+leaves the libraries' default thread counts and measures wall-clock time.
+
+    python -m benchmarks.bench_nn [--threads N] [--clock cpu|wall]
 """
 import argparse
+import time
 
 import numpy as np
 import torch
@@ -20,7 +27,7 @@ import torch
 import fgrad
 import fgrad.numpy as fnp
 import fnn
-from benchmarks._timing import best_time, print_table
+from benchmarks._timing import interleaved_best, print_table
 
 
 def fnn_workload(layer, params, inputs, cotangent, pick):
@@ -83,14 +90,26 @@ def workloads(rng):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (NumPy's BLAS threads follow OPENBLAS_NUM_THREADS)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS and torch threads (0: leave the libraries' defaults)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                        help="CPU time (the default with one thread) or wall-clock time")
+    parser.add_argument("--only", choices=("conv", "lstm"), default=None)
     args = parser.parse_args(argv)
     if args.threads:
+        try:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(args.threads)
+        except ImportError:
+            print("threadpoolctl is not installed: NumPy's BLAS uses its default thread count")
         torch.set_num_threads(args.threads)
+    clock_name = args.clock or ("cpu" if args.threads == 1 else "wall")
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
     rng = np.random.default_rng(0)
     rows = []
     for name, layer, module, inputs, pick in workloads(rng):
+        if args.only and not name.lower().startswith(args.only):
+            continue
         params = layer.init(fgrad.random.key(0))
         module.load_state_dict({k: torch.from_numpy(v) for k, v in fnn.io.to_torch_state_dict(params).items()})
         out = pick(layer.apply(params, *inputs))
@@ -99,10 +118,15 @@ def main(argv=None):
         torch_fwd, torch_fb = torch_workload(module, inputs, cotangent, pick)
         check_agreement(name, fnn_fb, torch_fb, module)
         for what, ours, theirs in (("forward", fnn_fwd, torch_fwd), ("forward+backward", fnn_fb, torch_fb)):
-            t_fnn, t_torch = best_time(ours, number=3, repeat=5), best_time(theirs, number=3, repeat=5)
-            rows.append((name, what, f"{t_fnn * 1e3:.2f}", f"{t_torch * 1e3:.2f}", f"{t_fnn / t_torch:.1f}"))
-    print_table(f"fnn vs torch {torch.__version__} eager, CPU, float32 (torch threads: {torch.get_num_threads()})",
+            t = interleaved_best({"fnn": ours, "torch": theirs}, number=3, repeat=7, clock=clock)
+            rows.append((name, what, f"{t['fnn'] * 1e3:.2f}", f"{t['torch'] * 1e3:.2f}",
+                         f"{t['fnn'] / t['torch']:.2f}"))
+    print_table(f"fnn vs torch {torch.__version__} eager, CPU, float32 ({clock_name} time, torch threads: "
+                f"{torch.get_num_threads()}, best of 7 interleaved rounds)",
                 ("workload", "pass", "fnn ms", "torch ms", "ratio fnn/torch"), rows)
+    for row in rows:
+        if row[0].startswith("LSTM(64, 128) 50 steps") and row[1] == "forward+backward":
+            print(f"\nLSTM(64, 128) 50 steps forward+backward, fnn / torch eager: {row[4]}x")
 
 
 if __name__ == "__main__":

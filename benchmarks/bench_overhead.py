@@ -1,55 +1,131 @@
-"""Per-operation overhead of reverse mode on small arrays: fgrad vs HIPS autograd.
+"""Per-operation overhead of reverse mode on small arrays: fgrad against torch eager and HIPS autograd.
 
-A chain of ``n`` elementwise ops on a 4-element vector does almost no arithmetic, so the time
-per op is the cost of the machinery: tracing, taping and the backward walk. Both libraries run
-the same function in the same process; the ratio is what matters (aim: fgrad within 2x).
+The workload of issue 10: the gradient of a chain of 200 elementwise ops on a float64 vector
+of 16 (``x = sin(x) * 1.01 + x`` repeated, then a sum), so small that the time per op is the
+cost of the machinery (tracing, taping, the backward walk), not of the arithmetic. In one
+process and interleaved round by round (each round times every variant once, the best round
+counts), so that the ratios hold on a shared machine:
 
-    python -m benchmarks.bench_overhead          (pip install autograd for the comparison)
+* fgrad.grad, fgrad.jvp and fgrad.vmap (batch 8) of the chain;
+* torch eager: the same chain on a tensor with ``requires_grad``, then ``torch.autograd.grad``
+  (one thread: the arrays are far too small for more);
+* HIPS autograd's ``grad`` (``pip install autograd``, the ``bench`` extra), when installed;
+* NumPy, forward only: the floor of the arithmetic itself.
+
+Every gradient is checked against the hand-written derivative before anything is timed.
+Times are CPU time (``time.process_time``) by default: the work is single-threaded, and CPU
+time does not count the time other processes hold the cores.
+
+    python -m benchmarks.bench_overhead [--ops 200] [--size 16] [--clock wall]
 """
 import argparse
+import time
 
 import numpy as np
 
 import fgrad
 import fgrad.numpy as fnp
-from benchmarks._timing import best_time, print_table
+from benchmarks._timing import interleaved_best, print_table
+
+try:
+    import torch
+except ImportError:   # torch is a test dependency only
+    torch = None
+try:
+    import autograd
+    import autograd.numpy as anp
+except ImportError:
+    autograd = None
 
 
-def make_chain(np_, n_ops):
+def chain(np_, n_ops):
+    """``f(x) = sum(...)`` of ``n_ops`` elementwise ops (``sin``, ``* 1.01``, ``+ x`` in turn)
+    written with ``np_`` (fgrad.numpy, numpy, autograd.numpy or torch)."""
+    n_iter, rest = divmod(n_ops, 3)
+
     def f(x):
-        for _ in range(n_ops // 3):
+        for _ in range(n_iter):
             x = np_.sin(x) * 1.01 + x      # three ops per iteration
+        if rest:
+            x = np_.sin(x)
+        if rest == 2:
+            x = x * 1.01
         return np_.sum(x)
     return f
 
 
+def chain_grad(x, n_ops):
+    """The derivative by hand: d/dx (sin(x) 1.01 + x) = cos(x) 1.01 + 1, chained."""
+    n_iter, rest = divmod(n_ops, 3)
+    d = np.ones_like(x)
+    for _ in range(n_iter):
+        d = d * (np.cos(x) * 1.01 + 1)
+        x = np.sin(x) * 1.01 + x
+    if rest:
+        d = d * np.cos(x)
+    if rest == 2:
+        d = d * 1.01
+    return d
+
+
+def workloads(n_ops, size):
+    """``{name: callable}`` of the variants, each checked against :func:`chain_grad` first."""
+    x = np.linspace(-1.0, 1.0, size)
+    expected = chain_grad(x, n_ops)
+    f = chain(fnp, n_ops)
+    fns = {"numpy forward only": lambda: chain(np, n_ops)(x),
+           "fgrad.grad": lambda: fgrad.grad(f)(x)}
+    if torch is not None:
+        f_torch, xt = chain(torch, n_ops), torch.from_numpy(x)
+
+        def torch_grad():
+            v = xt.detach().requires_grad_(True)
+            return torch.autograd.grad(f_torch(v), v)[0]
+        fns["torch eager (requires_grad + autograd.grad)"] = torch_grad
+    if autograd is not None:
+        f_ag = chain(anp, n_ops)
+        fns["HIPS autograd.grad"] = lambda: autograd.grad(f_ag)(x)
+    for name, fn in fns.items():
+        if name != "numpy forward only":
+            got = fn()
+            got = got.numpy() if hasattr(got, "numpy") else got
+            np.testing.assert_allclose(got, expected, rtol=1e-10, err_msg=name)
+    tangent = np.ones(size)
+    fns["fgrad.jvp"] = lambda: fgrad.jvp(f, (x,), (tangent,))
+    batch = np.tile(x, (8, 1))
+    fns["fgrad.vmap (batch 8)"] = lambda: fgrad.vmap(f)(batch)
+    return fns
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=300, help="ops in the chain")
-    parser.add_argument("--size", type=int, default=4, help="vector length")
+    parser.add_argument("--ops", type=int, default=200, help="elementwise ops in the chain")
+    parser.add_argument("--size", type=int, default=16, help="vector length")
+    parser.add_argument("--repeat", type=int, default=7, help="interleaved rounds (best counts)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="process CPU time (default) or wall-clock time")
     args = parser.parse_args(argv)
-    x = np.ones(args.size)
-    n = args.ops // 3 * 3
-    rows = []
-    t_np = best_time(lambda: make_chain(np, n)(x))
-    rows.append(("numpy forward only", f"{t_np / n * 1e6:.2f}", "-"))
-    t_fg = best_time(lambda: fgrad.grad(make_chain(fnp, n))(x))
-    rows.append(("fgrad.grad", f"{t_fg / n * 1e6:.2f}", "1.00"))
-    t_jvp = best_time(lambda: fgrad.jvp(make_chain(fnp, n), (x,), (x,)))
-    rows.append(("fgrad.jvp", f"{t_jvp / n * 1e6:.2f}", f"{t_jvp / t_fg:.2f}"))
-    t_vm = best_time(lambda: fgrad.vmap(make_chain(fnp, n))(np.ones((8, args.size))))
-    rows.append(("fgrad.vmap (batch 8)", f"{t_vm / n * 1e6:.2f}", f"{t_vm / t_fg:.2f}"))
-    try:
-        import autograd
-        import autograd.numpy as anp
-    except ImportError:
-        print("autograd is not installed (pip install autograd): no reference row")
+    if torch is not None:
+        torch.set_num_threads(1)
     else:
-        t_ag = best_time(lambda: autograd.grad(make_chain(anp, n))(x))
-        rows.append(("HIPS autograd.grad", f"{t_ag / n * 1e6:.2f}", f"{t_ag / t_fg:.2f}"))
-        print(f"fgrad.grad / autograd.grad per-op time: {t_fg / t_ag:.2f}x")
-    print_table(f"per-op overhead, {n} ops on float64[{args.size}]",
-                ("transform", "us / op", "time vs fgrad.grad"), rows)
+        print("torch is not installed: no torch row")
+    if autograd is None:
+        print("autograd is not installed (pip install autograd): no HIPS autograd row")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    times = interleaved_best(workloads(args.ops, args.size), number=10, repeat=args.repeat,
+                             clock=clock)
+    torch_name = next((n for n in times if n.startswith("torch")), None)
+    per_op = {name: t / args.ops * 1e6 for name, t in times.items()}
+    rows = [(name, f"{us:.2f}", f"{us / per_op[torch_name]:.2f}" if torch_name else "-")
+            for name, us in per_op.items()]
+    print_table(f"per-op overhead: grad of {args.ops} elementwise ops on float64[{args.size}] "
+                f"({args.clock} time, best of {args.repeat} interleaved rounds)",
+                ("transform", "us / op", "vs torch eager"), rows)
+    if torch_name:
+        print(f"\nfgrad.grad / torch eager per-op time: {per_op['fgrad.grad'] / per_op[torch_name]:.2f}x")
+    if "HIPS autograd.grad" in per_op:
+        print(f"fgrad.grad / HIPS autograd.grad per-op time: "
+              f"{per_op['fgrad.grad'] / per_op['HIPS autograd.grad']:.2f}x")
 
 
 if __name__ == "__main__":

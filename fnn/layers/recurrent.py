@@ -17,11 +17,13 @@ Shapes (``D`` = 2 if bidirectional else 1, ``H_out`` = proj_size or hidden_size)
 * ``apply`` returns ``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``) with output
   ``(L, N, D * H_out)`` (batch-first if ``batch_first``) and ``h_n`` shaped like ``hx``.
 
-How the sequence is run: a Python loop over time steps, one step a few fgrad operations. Each
-layer keeps its sequence as a list of per-step arrays rather than one stacked array, because
-slicing a stacked *tracked* array at every step would make the backward pass build a
-full-size cotangent per step (quadratic in the length). ``dropout`` (between layers, when
-training) needs ``key``.
+How the sequence is run: an LSTM without projection runs each layer and direction as one
+fused call (``fnn/layers/_recurrent_kernels.py``: the whole recurrence in NumPy with a
+hand-written backward pass under ``grad``, an fgrad.numpy reference under other transforms).
+RNN, GRU and a projected LSTM run a Python loop over time steps, one step a few fgrad
+operations, keeping the sequence as a list of per-step arrays (split once, not sliced per
+step: the cotangent of a slice of a *tracked* array is full-size, which would make the backward
+pass quadratic in the length). ``dropout`` (between layers, when training) needs ``key``.
 
 >>> import numpy as np, fgrad, fnn
 >>> lstm = fnn.LSTM(8, 16, num_layers=2, batch_first=True)
@@ -41,6 +43,7 @@ from fgrad import random
 from fgrad.core import dtype_of, shape_of
 from .. import functional as F
 from .base import Module, dtype_field
+from ._recurrent_kernels import _unstack as unstack, lstm_sequence
 from .linear import uniform_spec
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "rnn_step", "lstm_step", "gru_step"]
@@ -100,39 +103,58 @@ class _RNNBase(Module):
                                 channels=self.input_size, axis=-1, channel_name="input_size")
         if rank == 3 and self.batch_first:
             x = fnp.swapaxes(x, 0, 1)
-        steps = [x[t] for t in range(shape_of(x)[0])]        # L arrays of (N, in) or (in,)
-        batch = shape_of(steps[0])[:-1] if steps else ()
+        batch = shape_of(x)[1:-1]
         initial = self._initial_state(hx, batch, dtype_of(x))
         dropout = self.dropout if train and self.num_layers > 1 else 0.0
         if dropout and key is None:
             raise ValueError(f"{self.describe()}.apply: train=True with dropout={self.dropout} needs "
                              f"key=<a fgrad.random key>")
+        # A fused layer (LSTM.fused_direction) takes and returns the stacked sequence; the cell
+        # loop keeps a list of per-step arrays (L arrays of (N, in) or (in,)).
+        fused = self._can_fuse(dropout)
+        seq = x if fused else unstack(x)
         finals = []
         for layer in range(self.num_layers):
             if layer and dropout:
                 key, sub = random.split(key)
-                step_keys = random.split(sub, len(steps))
-                steps = [F.dropout(s, dropout, training=True, key=step_keys[t]) for t, s in enumerate(steps)]
+                step_keys = random.split(sub, len(seq))
+                seq = [F.dropout(s, dropout, training=True, key=step_keys[t]) for t, s in enumerate(seq)]
             outputs = []
             for direction, suffix in enumerate(("", "_reverse")[:self.num_directions]):
                 w = {name: params.get(f"{name}_l{layer}{suffix}")
                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")}
                 index = layer * self.num_directions + direction
                 state = tuple(s[index] for s in initial)
-                order = range(len(steps) - 1, -1, -1) if direction else range(len(steps))
-                out = [None] * len(steps)
-                for t in order:
-                    state = self.cell(w, steps[t], state)
-                    out[t] = state[0]
+                if fused:
+                    out, state = self.fused_direction(w, seq, state, reverse=bool(direction))
+                else:
+                    out, state = self._cell_loop(w, seq, state, reverse=bool(direction))
                 outputs.append(out)
                 finals.append(state)
-            steps = outputs[0] if len(outputs) == 1 else [
-                fnp.concatenate(pair, axis=-1) for pair in zip(*outputs)]
-        output = fnp.stack(steps)
+            if len(outputs) == 1:
+                seq = outputs[0]
+            elif fused:
+                seq = fnp.concatenate(outputs, axis=-1)
+            else:
+                seq = [fnp.concatenate(pair, axis=-1) for pair in zip(*outputs)]
+        output = seq if fused else fnp.stack(seq)
         if rank == 3 and self.batch_first:
             output = fnp.swapaxes(output, 0, 1)
         final = tuple(fnp.stack([f[i] for f in finals]) for i in range(len(initial)))
         return output, (final[0] if len(final) == 1 else final)
+
+    def _can_fuse(self, dropout):
+        """True when ``fused_direction(w, x, state, reverse) -> (out, state)`` (defined by a
+        subclass, LSTM) runs each layer and direction on the stacked sequence in one call."""
+        return False
+
+    def _cell_loop(self, w, steps, state, reverse):
+        """One layer and direction, one ``cell`` call per step: ``(outputs, final state)``."""
+        out = [None] * len(steps)
+        for t in (range(len(steps) - 1, -1, -1) if reverse else range(len(steps))):
+            state = self.cell(w, steps[t], state)
+            out[t] = state[0]
+        return out, state
 
     def _initial_state(self, hx, batch, dtype):
         shapes = self.hidden_shapes(batch)
@@ -245,6 +267,16 @@ class LSTM(_RNNBase):
 
     def cell(self, w, x, state):
         return lstm_step(w, x, *state)
+
+    def _can_fuse(self, dropout):
+        # the fused kernel has no projection; dropout between layers stays per step (its keys)
+        return not self.proj_size and not dropout
+
+    def fused_direction(self, w, x, state, reverse):
+        """The whole sequence in one :func:`lstm_sequence` call (NumPy fast path under grad)."""
+        out, h, c = lstm_sequence(x, *state, w["weight_ih"], w["weight_hh"], w["bias_ih"],
+                                  w["bias_hh"], reverse=reverse)
+        return out, (h, c)
 
 
 @dataclasses.dataclass(frozen=True)
