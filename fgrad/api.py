@@ -77,10 +77,25 @@ def _check_float_inputs(transform, f, leaves, paths=None, complex_ok=True, holom
 
 
 def _check_argnum_inputs(transform, f, dyn, nums, complex_ok=True, holomorphic=False):
-    """Check the differentiated arguments, naming them by their position in the user's call."""
-    paths, leaves, _ = tree.flatten_split_paths(dyn)
-    paths = [(nums[p[0]],) + tuple(p[1:]) for p in paths]
-    _check_float_inputs(transform, f, leaves, paths, complex_ok, holomorphic)
+    """Check the differentiated arguments, naming them by their position in the user's call;
+    returns ``(leaves, treedef)`` of ``dyn``, so that the caller flattens them only once."""
+    paths, leaves, treedef = tree.flatten_split_paths(dyn)
+    _check_float_inputs(transform, f, leaves, _ArgnumPaths(paths, nums), complex_ok, holomorphic)
+    return leaves, treedef
+
+
+class _ArgnumPaths:
+    """``paths[i]`` with its first entry (the position in ``dyn``) replaced by the argument's
+    position in the user's call, computed only for the error message that names it."""
+
+    __slots__ = ("paths", "nums")
+
+    def __init__(self, paths, nums):
+        self.paths, self.nums = paths, nums
+
+    def __getitem__(self, i):
+        path = self.paths[i]
+        return (self.nums[path[0]],) + tuple(path[1:])
 
 
 def _path_str(paths, i):
@@ -124,6 +139,12 @@ def vjp(f, *primals, has_aux=False):
     """
     paths, leaves, in_tree = tree.flatten_split_paths(primals)
     _check_float_inputs("vjp", f, leaves, paths)
+    return _vjp(f, leaves, in_tree, has_aux)
+
+
+def _vjp(f, leaves, in_tree, has_aux):
+    """:func:`vjp` at the primals ``unflatten(in_tree, leaves)``, which the caller has checked
+    (value_and_grad checks them once, naming them by argnums)."""
     with new_trace(VJPTrace) as trace:
         tracers = [trace.new_input(x) for x in leaves]
         out = f(*tree.unflatten(in_tree, tracers))
@@ -181,7 +202,6 @@ def _argnums_tuple(transform, f, argnums, nargs):
 def _partial_args(transform, f, args, kwargs, nums, has_aux):
     """``f`` as a function of ``args[nums]`` only. It checks the ``has_aux`` pair itself, so that
     the error names the user's transform and function rather than the inner vjp/jvp."""
-    @functools.wraps(f)
     def f_dyn(*dyn):
         full = list(args)
         for i, a in zip(nums, dyn):
@@ -189,6 +209,8 @@ def _partial_args(transform, f, args, kwargs, nums, has_aux):
         out = f(*full, **kwargs)
         _split_aux(transform, f, out, has_aux)
         return out
+    # the name is all the inner transform reports (functools.wraps on every call cost ~5 us)
+    f_dyn.__name__ = f_dyn.__qualname__ = _fname(f)
     return f_dyn
 
 
@@ -204,11 +226,11 @@ def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
         nums = _argnums_tuple("grad", f, argnums, len(args))
         dyn = tuple(args[i] for i in nums)
         f_dyn = _partial_args("grad", f, args, kwargs, nums, has_aux)
-        _check_argnum_inputs("grad", f, dyn, nums, holomorphic=holomorphic)
-        if has_aux:
-            out, pullback, aux = vjp(f_dyn, *dyn, has_aux=True)
+        leaves, in_tree = _check_argnum_inputs("grad", f, dyn, nums, holomorphic=holomorphic)
+        if has_aux:   # (vjp itself would flatten and check the inputs a second time)
+            out, pullback, aux = _vjp(f_dyn, leaves, in_tree, has_aux=True)
         else:
-            out, pullback = vjp(f_dyn, *dyn)
+            out, pullback = _vjp(f_dyn, leaves, in_tree, has_aux=False)
         _check_scalar_output(f, out, holomorphic)
         g = pullback(np.ones((), dtype_of(out)))
         g = g[0] if isinstance(argnums, int) else g
@@ -403,23 +425,23 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
         full = (args, kwargs)
         paths, leaves, in_tree = tree.flatten_split_paths(full)
         axes = _prefix(name, axes_spec, args, "in_axes") + [0] * tree.num_leaves(kwargs)
-        labels = [_arg_label(p) for p in paths]
-        norm_axes, sizes = [], []
-        for x, ax, label, path in zip(leaves, axes, labels, paths):
+        norm_axes, sizes = [], []   # (labels such as args[0]['w'] are made only for an error)
+        for x, ax, path in zip(leaves, axes, paths):
             if ax is None:
                 norm_axes.append(None)
                 continue
             if isinstance(ax, int) and ax < 0 and _is_key_data(path):
                 ax -= 1   # a typed key's negative axes count its own axes, not the data axis
             if not isinstance(ax, int):
-                raise TypeError(f"vmap({name}): in_axes for {label} must be an int or None, got {ax!r}")
+                raise TypeError(f"vmap({name}): in_axes for {_arg_label(path)} must be an int or "
+                                f"None, got {ax!r}")
             s = shape_of(x)
             if not -len(s) <= ax < len(s):
-                raise ValueError(f"vmap({name}): in_axes={ax} is out of range for {label} of shape "
-                                 f"{s} ({len(s)} dimension(s)); use an axis in "
-                                 f"[{-len(s)}, {len(s) - 1}] or None to leave it unmapped")
+                raise ValueError(f"vmap({name}): in_axes={ax} is out of range for "
+                                 f"{_arg_label(path)} of shape {s} ({len(s)} dimension(s)); use an "
+                                 f"axis in [{-len(s)}, {len(s) - 1}] or None to leave it unmapped")
             norm_axes.append(ax % len(s))
-            sizes.append((label, s[ax % len(s)]))
+            sizes.append((path, s[ax % len(s)]))
         size = _batch_size(name, sizes, axis_size)
         with new_trace(BatchTrace, size) as trace:
             ins = [x if ax is None else BatchTracer(trace, x, ax) for x, ax in zip(leaves, norm_axes)]
@@ -464,7 +486,7 @@ def _batch_size(name, sizes, axis_size):
     if axis_size is not None:
         distinct.add(axis_size)
     if len(distinct) > 1:
-        listing = ", ".join(f"{label} has size {s}" for label, s in sizes)
+        listing = ", ".join(f"{_arg_label(path)} has size {s}" for path, s in sizes)
         extra = f" and axis_size={axis_size}" if axis_size is not None else ""
         raise ValueError(f"vmap({name}): mapped axes must all have the same size, but {listing}"
                          f"{extra}. Check in_axes, or pass None for arguments that should not be "
