@@ -10,7 +10,7 @@ trace; this is what lets ``jvp(grad(f))`` compute Hessian-vector products.
 """
 from __future__ import annotations
 
-from .core import Trace, Tracer, dtype_of, is_float, shape_of, zero
+from .core import Trace, Tracer, bind, dtype_of, is_float, shape_of, zero
 from .errors import MissingRuleError
 
 __all__ = ["JVPTrace", "JVPTracer", "defjvp", "defjvp_zero", "sum_tangents"]
@@ -43,7 +43,7 @@ class JVPTrace(Trace):
     def process_primitive(self, prim, args, params):
         primals, tangents, nonzero = [], [], False
         for x in args:
-            if isinstance(x, JVPTracer) and x._trace is self:
+            if type(x) is JVPTracer and x._trace is self:
                 primals.append(x.primal)
                 tangents.append(x.tangent)
                 nonzero = nonzero or x.tangent is not zero
@@ -51,7 +51,7 @@ class JVPTrace(Trace):
                 primals.append(x)
                 tangents.append(zero)
         if not nonzero or not prim.differentiable:
-            return prim.bind(*primals, **params)
+            return bind(prim, *primals, **params)
         if prim.jvp is None:
             raise MissingRuleError(f"primitive {prim.name} has no JVP rule, so forward mode "
                                    f"cannot handle it; define prim.jvp beside its impl")
@@ -63,6 +63,11 @@ class JVPTrace(Trace):
     def wrap(self, primal, tangent):
         if tangent is zero or not is_float(primal):
             return primal
+        try:   # fast path, most tangents: already the primal's shape and dtype
+            if tangent.shape == primal.shape and tangent.dtype == primal.dtype:
+                return JVPTracer(self, primal, tangent)
+        except AttributeError:   # a Python scalar: the general path
+            pass
         # Rules may return a tangent that is still broadcast-compatible (d(x + y) = x_dot when
         # only x varies) or promoted by a float64 constant; bring it to the primal's aval here,
         # once, instead of in every rule.
@@ -94,10 +99,14 @@ def defjvp(prim, *per_operand):
     the shape of almost every rule: ``d(x * y) = x_dot * y + x * y_dot``.
     """
     def jvp_rule(primals, tangents, **params):
-        ans = prim.bind(*primals, **params)
-        return ans, sum_tangents(f(t, ans, *primals, **params)
-                                 for f, t in zip(per_operand, tangents)
-                                 if t is not zero and f is not None)
+        ans = bind(prim, *primals, **params)
+        out = zero       # sum_tangents, inline: a loop instead of a generator (once per op)
+        for f, t in zip(per_operand, tangents):
+            if t is not zero and f is not None:
+                t_out = f(t, ans, *primals, **params)
+                if t_out is not zero:
+                    out = t_out if out is zero else out + t_out
+        return ans, out
     prim.jvp = jvp_rule
     return prim
 
