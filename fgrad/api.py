@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from . import numpy as fnp
 from . import tree
 from .core import Tracer, dtype_of, instantiate_zeros, new_trace, shape_of, zero
 from .errors import TransformError
@@ -498,7 +499,6 @@ def _batch_size(name, sizes, axis_size):
 
 
 def _place_out_axis(name, val, bd, oa, size, path):
-    from . import numpy as fnp
     if oa is None:
         if bd is not None:
             raise ValueError(f"vmap({name}): out_axes is None for output "
@@ -580,7 +580,6 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False):
     inputs: the columns are then ``df/dx_j``).
     """
     def rows(f_dyn, dyn, in_leaves, in_tree, per_input):
-        from . import numpy as fnp
         basis, sizes = _std_basis(in_leaves)
 
         def push(*t_leaves):   # aux comes from the primal pass, so it is not mapped
@@ -609,7 +608,6 @@ def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
     output of complex inputs gives rows ``df/dx - i df/dy``, the convention of :func:`grad`.
     """
     def rows(f_dyn, dyn, in_leaves, in_tree, per_input):
-        from . import numpy as fnp
         if has_aux:
             out, pullback, aux = vjp(f_dyn, *dyn, has_aux=True)
         else:

@@ -10,6 +10,8 @@ trace; this is what lets ``jvp(grad(f))`` compute Hessian-vector products.
 """
 from __future__ import annotations
 
+from . import numpy as fnp   # partly initialised while fgrad.numpy imports the primitives (which
+#                              import this module); used in functions only
 from .core import Trace, Tracer, bind, dtype_of, is_float, shape_of, zero
 from .errors import MissingRuleError
 
@@ -72,11 +74,9 @@ class JVPTrace(Trace):
         # only x varies) or promoted by a float64 constant; bring it to the primal's aval here,
         # once, instead of in every rule.
         if shape_of(tangent) != shape_of(primal):
-            from . import numpy as fnp
             tangent = fnp.broadcast_to(tangent, shape_of(primal))
         if dtype_of(tangent) != dtype_of(primal):
             if dtype_of(tangent).kind == "c" and dtype_of(primal).kind != "c":
-                from . import numpy as fnp
                 tangent = fnp.real(tangent)   # a real output's tangent is real
             tangent = tangent.astype(dtype_of(primal))
         return JVPTracer(self, primal, tangent)

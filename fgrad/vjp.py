@@ -9,8 +9,9 @@ other through the adjoint identity ``<u, J v> = <J^T u, v>``.
 
 How it works. Under ``vjp`` every differentiable value is a :class:`VJPTracer` that remembers
 the :class:`Node` (primitive application) that produced it. ``backward_pass`` walks the nodes
-from the outputs to the inputs in reverse topological order (an iterative walk, no recursion
-limit), calling each primitive's VJP rule on the cotangent of its output. The rules run through
+from the outputs to the inputs in reverse creation order, which is a reverse topological order
+(a heap on ``Node.seq``; an iterative walk, no recursion limit), calling each primitive's VJP
+rule on the cotangent of its output. The rules run through
 :func:`~fgrad.core.bind` like any other code, so if the primal values are tracers of an outer
 transform the backward pass is itself traced: ``grad(grad(f))`` and ``vmap(grad(f))`` need no
 special cases.
@@ -21,6 +22,9 @@ import heapq
 import itertools
 
 from . import core as _core
+from . import numpy as fnp   # partly initialised while fgrad.numpy imports the primitives (which
+#                              import this module); used in functions only, where an import
+#                              statement would cost ~2 us a call (unbroadcast, _fit)
 from .core import Trace, Tracer, bind, dtype_of, instantiate_zeros, is_float, shape_of, zero
 from .errors import MissingRuleError
 
@@ -226,7 +230,6 @@ def _fit(ct, primal):
     if dtype_of(ct) != dt:
         if dtype_of(ct).kind == "c" and dt.kind != "c":
             # a real operand of a complex op (x * z): the transpose of R -> C is the real part
-            from . import numpy as fnp
             ct = fnp.real(ct)
         ct = ct.astype(dt)
     return ct
@@ -238,7 +241,6 @@ def unbroadcast(g, shape):
     The VJP of broadcasting is summation: if ``x`` of shape (3, 1) was broadcast to (2, 3, 4),
     its cotangent is ``g.sum(axis=(0, 2)).reshape(3, 1)``.
     """
-    from . import numpy as fnp
     g_shape = shape_of(g)
     lead = len(g_shape) - len(shape)
     axes = tuple(range(lead)) + tuple(

@@ -12,6 +12,9 @@ rest alone.
 """
 from __future__ import annotations
 
+from . import numpy as fnp   # partly initialised while fgrad.numpy imports the primitives (which
+#                              import this module); used in functions only, where an import
+#                              statement would cost ~2 us a call (move_axis, broadcast_batch)
 from .core import Trace, Tracer, bind, dtype_of, shape_of
 from .errors import MissingRuleError
 
@@ -73,13 +76,11 @@ class BatchTrace(Trace):
 # --------------------------------------------------------------------------------------------
 
 def move_axis(x, src, dst):
-    from . import numpy as fnp
     return x if src == dst else fnp.moveaxis(x, src, dst)
 
 
 def move_to_front(x, bdim, size=None):
     """``x`` with its batch axis first; an unmapped ``x`` is broadcast to ``size`` if given."""
-    from . import numpy as fnp
     if bdim is not_mapped:
         if size is None:
             return x
@@ -101,7 +102,6 @@ def broadcast_batch(vals, dims):
     ones as the largest operand rank needs, so that NumPy broadcasting lines the batch axes up;
     unmapped operands are left as they are (they broadcast from the right).
     """
-    from . import numpy as fnp
     rank = max(len(shape_of(v)) - (d is not not_mapped) for v, d in zip(vals, dims))
     out = []
     for v, d in zip(vals, dims):
