@@ -154,6 +154,27 @@ def _torch_repeated_fftn(x, norm=None):
     return torch.fft.fft(torch.fft.fft(x, dim=0, norm=norm), dim=0, norm=norm)
 
 
+def _repeated_real(xp_fft, name):
+    """``rfftn``/``irfftn`` over axes (-1, -1): NumPy's two 1-d transforms in a row."""
+    def call(x, norm=None):
+        return getattr(xp_fft, name)(x, axes=(-1, -1), norm=norm)
+    return call
+
+
+def _torch_repeated_rfftn(x, norm=None):
+    # NumPy's s is (n, n): rfft along the last axis, then an n-point fft along it (a crop or pad)
+    half = _torch_1d("rfft")(x, axis=-1, norm=norm)
+    return _torch_1d("fft")(half, n=x.shape[-1], axis=-1, norm=norm)
+
+
+def _torch_repeated_irfftn(x, norm=None):     # ifft along the last axis, then irfft along it
+    return _torch_1d("irfft")(_torch_1d("ifft")(x, axis=-1, norm=norm), axis=-1, norm=norm)
+
+
+REPEATED_SHAPES = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4).map(
+    lambda s: s[:-1] + (max(s[-1], 2),))
+
+
 def _power_spectrum(xp):        # a real loss of a real signal through rfft: |X_k|^2
     def call(x, n=None, axis=-1, norm=None):
         return xp.abs(xp.fft.rfft(x, n=n, axis=axis, norm=norm)) ** 2
@@ -197,6 +218,12 @@ ROWS = [
     FFTRow("fftn_repeated_axis", _repeated_fftn(fnp.fft), _repeated_fftn(np.fft), _torch_repeated_fftn,
            hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4).flatmap(
                lambda s: NORMS.map(lambda norm: ([(cnormal, s)], dict(norm=norm))))),
+    FFTRow("rfftn_repeated_axis", _repeated_real(fnp.fft, "rfftn"), _repeated_real(np.fft, "rfftn"),
+           _torch_repeated_rfftn,
+           REPEATED_SHAPES.flatmap(lambda s: NORMS.map(lambda norm: ([(rnormal, s)], dict(norm=norm))))),
+    FFTRow("irfftn_repeated_axis", _repeated_real(fnp.fft, "irfftn"), _repeated_real(np.fft, "irfftn"),
+           _torch_repeated_irfftn,
+           REPEATED_SHAPES.flatmap(lambda s: NORMS.map(lambda norm: ([(cnormal, s)], dict(norm=norm))))),
     FFTRow("power_spectrum", _power_spectrum(fnp), _power_spectrum(np), _torch_power_spectrum,
            one_axis(rnormal)),
     FFTRow("circular_convolution", _circular_convolution(fnp), _circular_convolution(np),
