@@ -2,7 +2,7 @@
 
 The model is the example's default (vocabulary 2,000, embedding 128, a bidirectional GRU of 96
 units per direction, a GRU decoder of 192 units, additive attention of size 64, the output
-tied to the embedding; dropout off so that the two agree), a batch of 32 pairs with sources of
+tied to the embedding, the copy switch; dropout off so that the two agree), a batch of 32 pairs with sources of
 64 tokens (lengths 16..64) and targets of 16 (lengths 4..16); one step is the forward pass,
 the backward pass, global-norm clipping and Adam. torch runs the encoder as ``nn.GRU`` on a
 ``pack_padded_sequence`` (its idiomatic variable-length path) and the decoder as a Python
@@ -87,8 +87,9 @@ def fgrad_step(model, optimizer):
 class TorchSeq2Seq(torch.nn.Module if torch is not None else object):
     """The example's model in torch: the same equations, torch's layers where they exist."""
 
-    def __init__(self, vocab, embed, hidden, decoder_hidden, attention):
+    def __init__(self, vocab, embed, hidden, decoder_hidden, attention, copy):
         super().__init__()
+        self.copy = copy
         self.embedding = torch.nn.Embedding(vocab, embed, padding_idx=s2s.PAD)
         self.encoder = torch.nn.GRU(embed, hidden, bidirectional=True, batch_first=True)
         self.init = torch.nn.Linear(2 * hidden, decoder_hidden)
@@ -97,6 +98,8 @@ class TorchSeq2Seq(torch.nn.Module if torch is not None else object):
         self.score = torch.nn.Linear(attention, 1, bias=False)
         self.decoder = torch.nn.GRUCell(embed + 2 * hidden, decoder_hidden)
         self.out = torch.nn.Linear(decoder_hidden + 2 * hidden + embed, embed)
+        if copy:
+            self.switch = torch.nn.Linear(decoder_hidden + 2 * hidden + embed, 1)
         self.out_bias = torch.nn.Parameter(torch.zeros(vocab))
 
     def forward(self, sources, lengths, targets):
@@ -110,21 +113,37 @@ class TorchSeq2Seq(torch.nn.Module if torch is not None else object):
         keys = self.keys(states)
         previous = torch.cat([torch.full_like(targets[:, :1], s2s.BOS), targets[:, :-1]], dim=1)
         y = self.embedding(previous)
-        outputs = []
+        outputs, gates, attention = [], [], []
         for t in range(targets.shape[1]):
             scores = self.score(torch.tanh(keys + self.query(state)[:, None, :]))[..., 0]
             weights = torch.softmax(scores.masked_fill(~mask, s2s.NEG), dim=-1)
             context = torch.einsum("bs,bsd->bd", weights, states)
             state = self.decoder(torch.cat([y[:, t], context], dim=-1), state)
-            outputs.append(torch.tanh(self.out(torch.cat([state, context, y[:, t]], dim=-1))))
+            features = torch.cat([state, context, y[:, t]], dim=-1)
+            outputs.append(torch.tanh(self.out(features)))
+            if self.copy:
+                gates.append(self.switch(features)[:, 0])
+                attention.append(weights)
         logits = torch.stack(outputs, dim=1) @ self.embedding.weight.T + self.out_bias
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                 targets.reshape(-1), ignore_index=s2s.PAD)
+        log_p = torch.log_softmax(logits, dim=-1)
+        if self.copy:                       # the pointer-generator mixture, as mix_copy
+            gate, weights = torch.stack(gates, dim=1), torch.stack(attention, dim=1)
+            ids = sources[:, None, :].expand(-1, targets.shape[1], -1)
+            p_copy = torch.zeros_like(log_p).scatter_add_(2, ids, weights)
+            some = p_copy > 0
+            log_copy = torch.where(some, torch.nn.functional.logsigmoid(-gate)[..., None]
+                                   + torch.log(torch.where(some, p_copy, 1.0)), -torch.inf)
+            log_p = torch.logaddexp(torch.nn.functional.logsigmoid(gate)[..., None] + log_p,
+                                    log_copy)
+        return torch.nn.functional.nll_loss(log_p.reshape(-1, log_p.shape[-1]),
+                                            targets.reshape(-1), ignore_index=s2s.PAD)
 
     def load(self, params):
         """Copy the example's parameters (fnn's names follow torch's)."""
         with torch.no_grad():
-            for name in ("embedding", "encoder", "init", "keys", "query", "score", "decoder", "out"):
+            for name in params:
+                if name == "out_bias":
+                    continue
                 module = getattr(self, name)
                 for key, value in params[name].items():
                     getattr(module, key).copy_(torch.from_numpy(np.asarray(value)))
@@ -172,7 +191,7 @@ def main(argv=None):
             layers = model.layers
             net = TorchSeq2Seq(args.vocab, layers["embedding"].embedding_dim,
                                layers["encoder"].hidden_size, layers["decoder"].hidden_size,
-                               layers["query"].out_features)
+                               layers["query"].out_features, model.copy)
             net.load(params)
             opt = torch.optim.Adam(net.parameters(), lr=1e-3)
             t_sources, t_targets = torch.from_numpy(sources), torch.from_numpy(targets)

@@ -1,8 +1,8 @@
 """Docstring summaries by an RNN encoder-decoder with additive attention (Bahdanau et al., 2015).
 
-    python -m examples.seq2seq                          # BiGRU encoder, GRU decoder, attention
-    python -m examples.seq2seq --beam 8 --length-alpha 1.0
-    python -m examples.seq2seq --sources stdlib --epochs 20
+    python -m examples.seq2seq                  # BiGRU encoder, GRU decoder, attention, copying
+    python -m examples.seq2seq --no-copy        # Bahdanau's model alone: write from the softmax
+    python -m examples.seq2seq --beam 8 --length-alpha 1.0 --no-repeat-ngram 0
 
 The task: read the body of a Python docstring and write its first line. The pairs come from
 the functions, classes and methods of CPython's standard library and of the installed numpy
@@ -26,6 +26,15 @@ embedding matrix for source, target and output)::
     o_t = tanh(W_o [s_t ; c_t ; E y_{t-1}] + b_o)                     (d,) with d the embedding size
     p(y_t | y_<t, x) = softmax(E o_t + b)                             output tied to the embedding
 
+and, by default (``--copy``), a pointer-generator switch (See et al., 2017) that lets the
+decoder copy a source token by attending to it, since a summary mostly reuses the body's
+words (rare names above all)::
+
+    g_t = w_g . [s_t ; c_t ; E y_{t-1}] + b_g
+    p(y_t = w) = sigmoid(g_t) softmax(E o_t + b)_w + sigmoid(-g_t) sum_{j: x_j = w} a_tj
+
+computed in log space (``mix_copy``: a ``logaddexp`` of the two terms, the copy term's log
+taken only where it is positive, so no log 0 and no NaN gradient). The model is
 trained on the cross-entropy of every real target token (padding masked) by Adam with
 global-norm clipping and a cosine-decayed learning rate, dropout on the embeddings and on
 ``o_t``. Both recurrences are ``fgrad.lax.scan`` loops (one staged body each, which ``jit``
@@ -38,6 +47,9 @@ changes a sentence's decoder outputs (``tests/test_examples_seq2seq.py`` checks 
 Decoding: greedy (the most likely token at each step) and beam search (``--beam`` hypotheses;
 a finished hypothesis keeps its score; the winner maximises ``log p / lp`` with GNMT's length
 penalty ``lp = ((5 + length) / 6) ** alpha``, Wu et al. 2016); beam 1 is greedy exactly.
+Both never write the same three tokens twice (``--no-repeat-ngram 3``, Paulus et al. 2017):
+a small model left alone loops ("Return the feature feature feature"); the test BLEU of greedy
+decoding without the block is reported too.
 Scores: corpus BLEU (``fnn.text.corpus_bleu``, sacrebleu's 13a BLEU) of the decoded summaries
 on the test split, beside a baseline that copies the first sentence of the body. The epoch
 with the best validation BLEU (greedy) gives the reported test scores. ``attention.png`` in
@@ -45,6 +57,8 @@ the run folder shows the attention weights of one test example.
 """
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import time
 
@@ -142,8 +156,8 @@ class Seq2Seq:
     for source, target and output."""
 
     def __init__(self, vocab_size, embed=128, hidden=96, decoder_hidden=192, attention=64,
-                 dropout=0.3, dtype=np.float32):
-        self.dropout = dropout
+                 dropout=0.3, copy=True, dtype=np.float32):
+        self.dropout, self.copy = dropout, copy
         encoded = 2 * hidden
         self.layers = {
             "embedding": fnn.Embedding(vocab_size, embed, padding_idx=PAD, dtype=dtype),
@@ -155,6 +169,8 @@ class Seq2Seq:
             "decoder": fnn.GRUCell(embed + encoded, decoder_hidden, dtype=dtype),
             "out": fnn.Linear(decoder_hidden + encoded + embed, embed, dtype=dtype),  # W_o
         }
+        if copy:                                   # the switch g_t between writing and copying
+            self.layers["switch"] = fnn.Linear(decoder_hidden + encoded + embed, 1, dtype=dtype)
         self.vocab_size, self.dtype = vocab_size, dtype
 
     def init(self, key, embed_std=0.1):
@@ -187,8 +203,8 @@ class Seq2Seq:
     def decoder_step(self, params, state, gates_y, w_context, memory):
         """One decoder step: attention from ``s_{t-1}``, then the GRU on ``[E y_{t-1} ; c_t]``
         (``gates_y`` and ``w_context`` from :meth:`input_gates`). Returns ``(s_t, c_t,
-        attention weights (B, S))``; ``memory`` is ``(states, keys, mask)``."""
-        states, keys, mask = memory
+        attention weights (B, S))``; ``memory`` is ``(states, keys, mask, sources)``."""
+        states, keys, mask, _ = memory
         context, weights = additive_attention(
             state, keys, states, mask, params["query"]["weight"], params["query"]["bias"],
             params["score"]["weight"][0])
@@ -197,19 +213,31 @@ class Seq2Seq:
         return state, context, weights
 
     def output(self, params, state, context, y):
-        """``o_t = tanh(W_o [s_t ; c_t ; E y_{t-1}] + b_o)`` for any leading axes."""
-        return fnp.tanh(self.layers["out"].apply(
-            params["out"], fnp.concatenate([state, context, y], axis=-1)))
+        """``o_t = tanh(W_o [s_t ; c_t ; E y_{t-1}] + b_o)`` and, with ``copy``, the switch's
+        logit ``g_t = w_g . [s_t ; c_t ; E y_{t-1}] + b_g`` (else ``None``), any leading axes."""
+        features = fnp.concatenate([state, context, y], axis=-1)
+        o = fnp.tanh(self.layers["out"].apply(params["out"], features))
+        gate = self.layers["switch"].apply(params["switch"], features)[..., 0] if self.copy else None
+        return o, gate
 
     def logits(self, params, o):
         """Output logits ``E o + b`` (the embedding matrix as the output layer)."""
         return o @ params["embedding"]["weight"].T + params["out_bias"]
 
+    def log_probs(self, params, o, gate, weights, sources):
+        """``log p(y_t = w)`` for every token ``w`` ``(..., V)``: the softmax of the logits, or
+        with ``copy`` the mixture ``sigmoid(g) softmax + sigmoid(-g) p_copy`` (See et al.,
+        2017), ``p_copy(w)`` the attention on the source positions holding ``w``."""
+        logits = self.logits(params, o)
+        if gate is None:
+            return F.log_softmax(logits, dim=-1)
+        return mix_copy(logits, gate, copy_distribution(weights, sources, self.vocab_size))
+
     def apply(self, params, sources, targets, *, key=None, train=False):
-        """Teacher-forced logits ``(B, T, V)`` and attention weights ``(B, T, S)``: step ``t``
-        reads the true previous token (``BOS`` first). Only the recurrence runs step by step
-        (``lax.scan``); what needs no state (the tokens' input gates, the output layer, the
-        logits) is one product over all steps."""
+        """Teacher-forced log-probabilities ``(B, T, V)`` and attention weights ``(B, T, S)``:
+        step ``t`` reads the true previous token (``BOS`` first). Only the recurrence runs step
+        by step (``lax.scan``); what needs no state (the tokens' input gates, the output layer,
+        the logits) is one product over all steps."""
         keys = fgrad.random.split(key, 3) if train and self.dropout else (None,) * 3
         memory_states, memory_keys, mask, s0 = self.encode(params, sources, key=keys[0],
                                                            train=train)
@@ -218,7 +246,7 @@ class Seq2Seq:
         y = self.layers["embedding"].apply(params["embedding"], previous.T)     # (T, B, d)
         y = F.dropout(y, self.dropout, training=train, key=keys[1])
         gates_y, w_context = self.input_gates(params, y)
-        memory = (memory_states, memory_keys, mask)
+        memory = (memory_states, memory_keys, mask, sources)
 
         def step(state, gates_y_t):
             state, context, weights = self.decoder_step(params, state, gates_y_t, w_context,
@@ -226,9 +254,11 @@ class Seq2Seq:
             return state, (state, context, weights)
 
         _, (states, contexts, weights) = lax.scan(step, s0, gates_y)          # over time
-        o = self.output(params, states, contexts, y)                          # (T, B, d)
+        o, gate = self.output(params, states, contexts, y)                    # (T, B, d)
         o = F.dropout(fnp.swapaxes(o, 0, 1), self.dropout, training=train, key=keys[2])
-        return self.logits(params, o), fnp.swapaxes(weights, 0, 1)
+        gate = None if gate is None else fnp.swapaxes(gate, 0, 1)
+        weights = fnp.swapaxes(weights, 0, 1)
+        return self.log_probs(params, o, gate, weights, sources[:, None, :]), weights
 
 
 def additive_attention(query, keys, values, mask, w_query, b_query, v):
@@ -240,6 +270,28 @@ def additive_attention(query, keys, values, mask, w_query, b_query, v):
     scores = fnp.tanh(keys + projected[:, None, :]) @ v                   # (B, S)
     weights = F.softmax(fnp.where(mask, scores, NEG), dim=-1)
     return fnp.einsum("bs,bsd->bd", weights, values), weights
+
+
+def copy_distribution(weights, sources, vocab_size):
+    """``p_copy(w) = sum_j a_j [x_j = w]``: attention weights ``(..., S)`` added onto the
+    vocabulary ``(..., V)`` at the source ids ``sources`` (broadcast against ``weights``)."""
+    ids = fnp.broadcast_to(sources, weights.shape)
+    rows = np.arange(math.prod(weights.shape[:-1]))[:, None]
+    flat = fnp.zeros((rows.shape[0], vocab_size), weights.dtype)
+    flat = fnp.at(flat)[rows, fnp.reshape(ids, (rows.shape[0], -1))].add(
+        fnp.reshape(weights, (rows.shape[0], -1)))
+    return fnp.reshape(flat, weights.shape[:-1] + (vocab_size,))
+
+
+def mix_copy(logits, gate, p_copy):
+    """``log(sigmoid(g) softmax(logits) + sigmoid(-g) p_copy)``, computed as the ``logaddexp``
+    of the two terms' logs; the copy term's log is taken only where ``p_copy > 0`` (elsewhere
+    it is ``-inf``, with a zero gradient), so nothing overflows or divides by zero."""
+    write = F.logsigmoid(gate)[..., None] + F.log_softmax(logits, dim=-1)
+    some = p_copy > 0
+    copy = fnp.where(some, F.logsigmoid(-gate)[..., None] + fnp.log(fnp.where(some, p_copy, 1.0)),
+                     -np.inf)
+    return fnp.logaddexp(write, copy)
 
 
 def gru_update(gates_x, h, w_hh, b_hh):
@@ -276,12 +328,12 @@ def make_loss(model):
     {"accuracy": next-token accuracy})``."""
     def loss(params, batch, key=None, train=True):
         sources, targets = batch
-        logits, _ = model.apply(params, sources, targets, key=key, train=train)
-        flat_logits = fnp.reshape(logits, (-1, logits.shape[-1]))
+        log_p, _ = model.apply(params, sources, targets, key=key, train=train)
+        flat_log_p = fnp.reshape(log_p, (-1, log_p.shape[-1]))
         flat_targets = fnp.reshape(targets, (-1,))
-        value = F.cross_entropy(flat_logits, flat_targets, ignore_index=PAD)
+        value = F.nll_loss(flat_log_p, flat_targets, ignore_index=PAD)
         real = flat_targets != PAD
-        hits = fnp.sum(fnp.where(real, fnp.argmax(flat_logits, axis=-1) == flat_targets, False))
+        hits = fnp.sum(fnp.where(real, fnp.argmax(flat_log_p, axis=-1) == flat_targets, False))
         return value, {"accuracy": fnp.astype(hits, np.float64) / fnp.sum(real)}
     return loss
 
@@ -290,10 +342,32 @@ def make_loss(model):
 # Decoding: greedy and beam search
 # --------------------------------------------------------------------------------------------
 
-def greedy_decode(model, params, sources, max_length, step_fn=None):
+def repeat_bans(tokens, n):
+    """For each row of ``tokens (N, t)``, the ids that, written next, would repeat an ``n``-gram
+    the row already holds (``n`` = 0: none). Blocking them (Paulus et al., 2017; fairseq's
+    ``--no-repeat-ngram-size``) stops the "feature feature feature" loops of a weak model."""
+    if n <= 0 or tokens.shape[1] < n:
+        return [[] for _ in range(len(tokens))]
+    bans = []
+    for row in tokens.tolist():
+        last = row[len(row) - n + 1:] if n > 1 else []
+        bans.append([row[i + n - 1] for i in range(len(row) - n + 1) if row[i:i + n - 1] == last])
+    return bans
+
+
+def block(logp, bans):
+    """``logp (N, V)`` with ``-inf`` at each row's banned ids (a copy)."""
+    logp = np.array(logp)
+    for row, banned in enumerate(bans):
+        logp[row, banned] = -np.inf
+    return logp
+
+
+def greedy_decode(model, params, sources, max_length, step_fn=None, no_repeat=0):
     """The most likely token at every step, for a batch of sources: ``(ids (B, L), attention
     (B, L, S))``; a row that has produced ``EOS`` continues with ``PAD``. Stops when every row
-    has finished, or after ``max_length`` tokens."""
+    has finished, or after ``max_length`` tokens. ``no_repeat = n > 0`` never writes an
+    ``n``-gram twice (:func:`repeat_bans`)."""
     step_fn = step_fn or make_decode_step(model)
     states, keys, mask, state = (np.asarray(a) for a in model.encode(params, sources))
     previous = np.full(sources.shape[0], BOS, np.int64)
@@ -301,7 +375,9 @@ def greedy_decode(model, params, sources, max_length, step_fn=None):
     tokens, weights = [], []
     for _ in range(max_length):
         state, logp, attention = (np.asarray(a) for a in
-                                  step_fn(params, state, previous, (states, keys, mask)))
+                                  step_fn(params, state, previous, (states, keys, mask, sources)))
+        if no_repeat and tokens:
+            logp = block(logp, repeat_bans(np.stack(tokens, axis=1), no_repeat))
         previous = np.where(finished, PAD, np.argmax(logp, axis=-1))
         finished |= previous == EOS
         tokens.append(previous)
@@ -311,7 +387,8 @@ def greedy_decode(model, params, sources, max_length, step_fn=None):
     return np.stack(tokens, axis=1), np.stack(weights, axis=1)
 
 
-def beam_search(model, params, sources, max_length, beam=4, length_alpha=0.6, step_fn=None):
+def beam_search(model, params, sources, max_length, beam=4, length_alpha=0.6, step_fn=None,
+                no_repeat=0):
     """Beam search over a batch: ``(ids (B, beam, L), scores (B, beam), attention (B, beam, L,
     S))``, hypotheses best first by ``log p / lp(length)``, ``lp = ((5 + length) / 6) **
     length_alpha`` (GNMT's penalty; the length counts the ``EOS``).
@@ -319,14 +396,15 @@ def beam_search(model, params, sources, max_length, beam=4, length_alpha=0.6, st
     Every step extends each live hypothesis by every token and keeps the ``beam`` best by
     total log-probability; a hypothesis that has produced ``EOS`` is finished: it is carried
     on with ``PAD`` and its score unchanged. With ``beam=1`` this is greedy decoding
-    (:func:`greedy_decode`). ``step_fn`` is :func:`make_decode_step`'s function (jitted by
+    (:func:`greedy_decode`); ``no_repeat`` bans repeated n-grams as there. ``step_fn`` is
+    :func:`make_decode_step`'s function (jitted by
     the caller, or built here).
     """
     step_fn = step_fn or make_decode_step(model)
     batch = sources.shape[0]
     states, keys, mask, state = (np.asarray(a) for a in model.encode(params, sources))
     rows = np.repeat(np.arange(batch), beam)                       # hypothesis -> its source
-    memory = (states[rows], keys[rows], mask[rows])
+    memory = (states[rows], keys[rows], mask[rows], sources[rows])
     state = state[rows]
     scores = np.full((batch, beam), -np.inf)
     scores[:, 0] = 0.0                                             # one live start per source
@@ -338,6 +416,8 @@ def beam_search(model, params, sources, max_length, beam=4, length_alpha=0.6, st
     vocab = model.vocab_size
     for _ in range(max_length):
         state, logp, attention = (np.asarray(a) for a in step_fn(params, state, previous, memory))
+        if no_repeat and tokens.shape[2]:
+            logp = block(logp, repeat_bans(tokens.reshape(batch * beam, -1), no_repeat))
         logp = logp.reshape(batch, beam, vocab).astype(np.float64)
         # a finished hypothesis continues with PAD at no cost
         logp = np.where(finished[:, :, None], -np.inf, logp)
@@ -382,13 +462,13 @@ def make_decode_step(model):
         y = model.layers["embedding"].apply(params["embedding"], previous)
         gates_y, w_context = model.input_gates(params, y)
         state, context, weights = model.decoder_step(params, state, gates_y, w_context, memory)
-        logits = model.logits(params, model.output(params, state, context, y))
-        return state, F.log_softmax(logits, dim=-1), weights
+        o, gate = model.output(params, state, context, y)
+        return state, model.log_probs(params, o, gate, weights, memory[3]), weights
     return step
 
 
 def decode_split(model, params, vocab, sources, max_length, beam=1, length_alpha=0.6,
-                 batch_size=64, step_fn=None):
+                 batch_size=64, step_fn=None, no_repeat=0):
     """Decoded texts of every source (greedy when ``beam == 1``), in batches of sources of
     similar length; also the attention of each (a list of ``(L, S)`` arrays)."""
     lengths = (sources != PAD).sum(axis=1)
@@ -398,10 +478,11 @@ def decode_split(model, params, vocab, sources, max_length, beam=1, length_alpha
         idx = order[start:start + batch_size]
         batch = sources[idx, :padded_length(lengths[idx].max(), 16)]
         if beam == 1:
-            ids, weights = greedy_decode(model, params, batch, max_length, step_fn=step_fn)
+            ids, weights = greedy_decode(model, params, batch, max_length, step_fn=step_fn,
+                                         no_repeat=no_repeat)
         else:
             ids, _, weights = beam_search(model, params, batch, max_length, beam, length_alpha,
-                                          step_fn=step_fn)
+                                          step_fn=step_fn, no_repeat=no_repeat)
             ids, weights = ids[:, 0], weights[:, 0]
         for row, i in enumerate(idx):
             texts[i] = vocab.decode(ids[row])
@@ -468,6 +549,9 @@ def make_parser():
     parser.add_argument("--hidden", type=int, default=96, help="encoder GRU units per direction")
     parser.add_argument("--decoder-hidden", type=int, default=192, help="decoder GRU units")
     parser.add_argument("--attention", type=int, default=64, help="attention size A")
+    parser.add_argument("--copy", action=argparse.BooleanOptionalAction, default=True,
+                        help="mix the output softmax with copying source tokens by attention "
+                             "(a pointer-generator switch, See et al. 2017)")
     parser.add_argument("--dropout", type=float, default=0.3,
                         help="dropout on the embeddings and on the decoder's output o_t")
     parser.add_argument("--clip", type=float, default=1.0, help="gradient clipping (global norm)")
@@ -475,6 +559,11 @@ def make_parser():
     parser.add_argument("--length-alpha", type=float, default=0.6,
                         help="GNMT length-penalty exponent of beam search (0: raw log p)")
     parser.add_argument("--max-decode", type=int, default=40, help="longest decoded summary")
+    parser.add_argument("--no-repeat-ngram", type=int, default=3, metavar="N",
+                        help="decoding never writes the same N tokens twice (0: no blocking; "
+                             "the test BLEU without it is reported too)")
+    parser.add_argument("--save-params", default=None, metavar="PATH",
+                        help="also save the best validation epoch's params to PATH (.npz)")
     return parser
 
 
@@ -516,7 +605,7 @@ def run(args):
           f"{baseline['copy_valid_bleu']:.2f}, test BLEU {baseline['copy_test_bleu']:.2f}")
 
     model = Seq2Seq(vocab.vocab_size, args.embed, args.hidden, args.decoder_hidden,
-                    args.attention, args.dropout)
+                    args.attention, args.dropout, args.copy)
     key, init_key, data_key = fgrad.random.split(fgrad.random.key(args.seed), 3)
     params = model.init(init_key)
     steps_per_epoch = len(train) // args.batch_size
@@ -556,14 +645,17 @@ def run(args):
         return {"loss": value, **aux}
 
     best = {"val_bleu": -1.0}
+    tqdm = common.require("tqdm", "progress bars").tqdm
 
     def evaluate(params):
         """Validation loss and greedy BLEU; the params of the best validation BLEU are kept."""
         val = common.evaluate(metrics, params, arrays["valid"], 128)
         texts, _ = decode_split(model, params, vocab, arrays["valid"][0], args.max_decode,
-                                step_fn=decode_step)
+                                step_fn=decode_step, no_repeat=args.no_repeat_ngram)
         results = {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
                    "val_bleu": fnn.text.corpus_bleu(texts, references["valid"]).score}
+        for pair, text in list(zip(valid, texts))[:2]:          # what the model writes so far
+            tqdm.write(f"  {pair.summary!r} -> {text!r}")
         if results["val_bleu"] > best["val_bleu"]:
             best.update(results, params=params, epoch=len(best.get("epochs", [])) + 1)
         best.setdefault("epochs", []).append(results["val_bleu"])
@@ -577,14 +669,20 @@ def run(args):
 
     # the test split, decoded by the best validation epoch's params
     params = best["params"]
+    if args.save_params:
+        fnn.io.save(args.save_params, params)
     decode_start = time.perf_counter()
     greedy, _ = decode_split(model, params, vocab, arrays["test"][0], args.max_decode,
-                             step_fn=decode_step)
+                             step_fn=decode_step, no_repeat=args.no_repeat_ngram)
+    unblocked, _ = decode_split(model, params, vocab, arrays["test"][0], args.max_decode,
+                                step_fn=decode_step)
     beamed, attention = decode_split(model, params, vocab, arrays["test"][0], args.max_decode,
                                      beam=args.beam, length_alpha=args.length_alpha,
-                                     step_fn=decode_step)
+                                     step_fn=decode_step, no_repeat=args.no_repeat_ngram)
     decode_seconds = time.perf_counter() - decode_start
     final = {"test_bleu_greedy": fnn.text.corpus_bleu(greedy, references["test"]).score,
+             "test_bleu_greedy_repeats_allowed": fnn.text.corpus_bleu(
+                 unblocked, references["test"]).score,
              f"test_bleu_beam{args.beam}": fnn.text.corpus_bleu(beamed, references["test"]).score,
              **baseline, "val_bleu_greedy": best["val_bleu"], "best_epoch": best["epoch"],
              "vocab_size": vocab.vocab_size, "train_pairs": len(train),
@@ -600,7 +698,8 @@ def run(args):
     example = int(np.argmin([abs(len(p.body.split()) - 20) for p in test]))
     source = [int(i) for i in arrays["test"][0][example] if i != PAD]
     ids, _, weights = beam_search(model, params, np.array([source]), args.max_decode,
-                                  args.beam, args.length_alpha, step_fn=decode_step)
+                                  args.beam, args.length_alpha, step_fn=decode_step,
+                                  no_repeat=args.no_repeat_ngram)
     output = [int(i) for i in ids[0, 0] if i != PAD]
     os.makedirs(args.out_dir, exist_ok=True)
     heatmap = save_attention(os.path.join(args.out_dir, "attention.png"),

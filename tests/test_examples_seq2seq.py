@@ -90,7 +90,7 @@ def test_help_runs_as_a_module():
     assert done.returncode == 0, done.stderr
     assert "usage: python -m examples.seq2seq" in done.stdout
     for flag in ("--seed", "--batch-size", "--lr", "--out-dir", "--quick", "--jit", "--beam",
-                 "--roots", "--length-alpha"):
+                 "--roots", "--length-alpha", "--copy", "--no-repeat-ngram"):
         assert flag in done.stdout
 
 
@@ -110,7 +110,8 @@ def test_jit_gives_the_eager_losses_and_the_seed_repeats(tmp_path, monkeypatch, 
     args = ["--roots", package, "--epochs", "1", "--train-size", "64", "--test-size", "16"] + TINY
     eager = run_example(args + ["--no-jit"], tmp_path / "eager", monkeypatch)
     jitted = run_example(args + ["--jit"], tmp_path / "jit", monkeypatch)
-    other = run_example(args + ["--no-jit", "--seed", "1"], tmp_path / "other", monkeypatch)
+    other = run_example(args + ["--no-jit", "--seed", "1", "--no-copy", "--no-repeat-ngram", "0"],
+                        tmp_path / "other", monkeypatch)
     np.testing.assert_allclose(jitted["history"]["train"]["loss"],
                                eager["history"]["train"]["loss"], rtol=1e-4)
     assert jitted["test_bleu_greedy"] == pytest.approx(eager["test_bleu_greedy"], abs=1e-9)
@@ -124,9 +125,9 @@ def test_jit_gives_the_eager_losses_and_the_seed_repeats(tmp_path, monkeypatch, 
 VOCAB = 23
 
 
-def tiny_model(dtype=np.float64, vocab=VOCAB, seed=0):
+def tiny_model(dtype=np.float64, vocab=VOCAB, seed=0, copy=False):
     model = s2s.Seq2Seq(vocab, embed=6, hidden=5, decoder_hidden=7, attention=4, dropout=0.0,
-                        dtype=dtype)
+                        copy=copy, dtype=dtype)
     params = model.init(fgrad.random.key(seed))
     # a sharper output distribution than at initialisation, so decoding has real choices
     params["embedding"]["weight"] = params["embedding"]["weight"] * 20
@@ -143,25 +144,26 @@ def pad_rows(rows, width=None):
     return out
 
 
-def test_padding_never_changes_a_sentences_decoder_outputs():
+@pytest.mark.parametrize("copy", [False, True])
+def test_padding_never_changes_a_sentences_decoder_outputs(copy):
     rng = np.random.default_rng(0)
-    model, params = tiny_model()
+    model, params = tiny_model(copy=copy)
     sources = [list(rng.integers(3, VOCAB, n)) for n in (1, 7, 3, 12, 5)]
     targets = pad_rows([list(rng.integers(3, VOCAB, n)) + [s2s.EOS] for n in (3, 1, 5, 2, 4)])
     batch = pad_rows(sources)
-    logits, attention = model.apply(params, batch, targets)
+    log_p, attention = model.apply(params, batch, targets)
     assert np.all(attention[np.broadcast_to((batch == s2s.PAD)[:, None, :], attention.shape)] == 0)
     # longer padding: the same logits, and exactly zero attention on the extra positions
     long = pad_rows(sources, 20)
-    padded_logits, padded_attention = model.apply(params, long, targets)
-    np.testing.assert_allclose(padded_logits, logits, rtol=1e-12, atol=1e-12)
+    padded_log_p, padded_attention = model.apply(params, long, targets)
+    np.testing.assert_allclose(padded_log_p, log_p, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(padded_attention[:, :, :batch.shape[1]], attention, rtol=1e-12,
                                atol=1e-12)
     assert np.all(padded_attention[:, :, batch.shape[1]:] == 0)
     # each sentence alone
     for i, source in enumerate(sources):
-        alone_logits, alone_attention = model.apply(params, np.array([source]), targets[i:i + 1])
-        np.testing.assert_allclose(alone_logits[0], logits[i], rtol=1e-12, atol=1e-12)
+        alone_log_p, alone_attention = model.apply(params, np.array([source]), targets[i:i + 1])
+        np.testing.assert_allclose(alone_log_p[0], log_p[i], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(alone_attention[0], attention[i, :, :len(source)],
                                    rtol=1e-12, atol=1e-12)
     # and greedy decoding of the batch, padded or not, is each sentence's own
@@ -194,9 +196,10 @@ def test_each_encoder_direction_is_fnn_gru_on_the_sentence_alone():
         np.testing.assert_allclose(h_bwd[i], h_n[1, 0], rtol=1e-12, atol=1e-12)
 
 
-def test_beam_one_is_greedy():
+@pytest.mark.parametrize("copy", [False, True])
+def test_beam_one_is_greedy(copy):
     rng = np.random.default_rng(4)
-    model, params = tiny_model(np.float32)
+    model, params = tiny_model(np.float32, copy=copy)
     sources = pad_rows([list(rng.integers(3, VOCAB, n)) for n in (4, 9, 1, 6, 6, 2)])
     greedy, greedy_attention = s2s.greedy_decode(model, params, sources, 10)
     beamed, scores, attention = s2s.beam_search(model, params, sources, 10, beam=1)
@@ -204,21 +207,39 @@ def test_beam_one_is_greedy():
     np.testing.assert_allclose(attention[:, 0], greedy_attention, rtol=1e-6, atol=1e-7)
     assert np.all(np.isfinite(scores))
     assert 0 < (greedy == s2s.EOS).any(axis=1).sum() < len(sources)   # some rows stop early
+    # with repeated bigrams blocked: still equal, and no row repeats a bigram
+    blocked, _ = s2s.greedy_decode(model, params, sources, 10, no_repeat=2)
+    beamed, _, _ = s2s.beam_search(model, params, sources, 10, beam=1, no_repeat=2)
+    np.testing.assert_array_equal(beamed[:, 0], blocked)
+    assert not np.array_equal(blocked, greedy)
+    for row in blocked:
+        words = [int(t) for t in row if t != s2s.PAD]
+        bigrams = list(zip(words, words[1:]))
+        assert len(bigrams) == len(set(bigrams))
+
+
+def test_repeat_bans():
+    tokens = np.array([[5, 6, 7, 5, 6], [1, 2, 3, 4, 5]])
+    assert s2s.repeat_bans(tokens, 3) == [[7], []]        # 5 6 -> 7 was written
+    assert s2s.repeat_bans(tokens, 2) == [[7], []]        # 6 -> 7 was written
+    assert s2s.repeat_bans(tokens, 1) == [[5, 6, 7, 5, 6], [1, 2, 3, 4, 5]]
+    assert s2s.repeat_bans(tokens, 0) == [[], []] and s2s.repeat_bans(tokens[:, :2], 3) == [[], []]
+    blocked = s2s.block(np.zeros((2, 8)), [[7], []])
+    assert blocked[0, 7] == -np.inf and np.isfinite(blocked).sum() == 15
 
 
 def sequence_log_prob(model, params, source, tokens):
     """log p(tokens | source) by teacher forcing."""
-    logits, _ = model.apply(params, np.array([source]), np.array([tokens]))
-    logp = np.asarray(fnn.functional.log_softmax(logits[0], dim=-1))
-    return float(sum(logp[t, token] for t, token in enumerate(tokens)))
+    log_p, _ = model.apply(params, np.array([source]), np.array([tokens]))
+    return float(sum(log_p[0, t, token] for t, token in enumerate(tokens)))
 
 
-@pytest.mark.parametrize("length_alpha", [0.0, 0.6])
-def test_a_beam_wider_than_the_search_space_finds_the_best_sequence(length_alpha):
+@pytest.mark.parametrize("length_alpha, copy", [(0.0, False), (0.6, False), (0.6, True)])
+def test_a_beam_wider_than_the_search_space_finds_the_best_sequence(length_alpha, copy):
     """Vocabulary of 5 (PAD, BOS, EOS and two words), at most 3 tokens: every sequence is in
     the beam, so its winner is the best by brute force, and its score is log p / lp."""
     vocab, max_length = 5, 3
-    model, params = tiny_model(vocab=vocab, seed=5)
+    model, params = tiny_model(vocab=vocab, seed=5, copy=copy)
     for source in ([3, 4, 4], [4], [3, 3, 4, 3, 4]):
         candidates = []
         for n in range(1, max_length + 1):
@@ -234,6 +255,45 @@ def test_a_beam_wider_than_the_search_space_finds_the_best_sequence(length_alpha
         assert found == best, (found, best)
         assert scores[0, 0] == pytest.approx(best_score, rel=1e-10)
         assert np.all(np.diff(scores[0][np.isfinite(scores[0])]) <= 1e-12)   # best first
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_the_decoding_step_gives_the_teacher_forced_probabilities(copy):
+    """Feeding the decoder step the true previous tokens, one at a time, gives the log-probabilities
+    of the whole-sequence (scanned) pass: the two code paths compute one model."""
+    rng = np.random.default_rng(6)
+    model, params = tiny_model(copy=copy)
+    sources = pad_rows([list(rng.integers(3, VOCAB, n)) for n in (5, 2, 8)])
+    targets = pad_rows([list(rng.integers(3, VOCAB, n)) + [s2s.EOS] for n in (4, 6, 1)])
+    log_p, attention = model.apply(params, sources, targets)
+    np.testing.assert_allclose(np.exp(log_p).sum(-1), 1.0, rtol=1e-12)
+    step = s2s.make_decode_step(model)
+    states, keys, mask, state = model.encode(params, sources)
+    previous = np.full(3, s2s.BOS)
+    for t in range(targets.shape[1]):
+        state, step_log_p, weights = step(params, state, previous, (states, keys, mask, sources))
+        np.testing.assert_allclose(step_log_p, log_p[:, t], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(weights, attention[:, t], rtol=1e-10, atol=1e-14)
+        previous = targets[:, t]
+
+
+def test_copying_puts_the_attention_on_source_tokens_and_stays_finite():
+    """p_copy is the attention added up per token id; a target the source lacks (p_copy = 0
+    there) keeps a finite loss and gradient; a huge switch logit gives pure copying."""
+    weights = np.array([[0.5, 0.2, 0.3, 0.0]])
+    p_copy = s2s.copy_distribution(weights, np.array([[4, 3, 4, 0]]), 6)
+    np.testing.assert_allclose(p_copy, [[0.0, 0, 0, 0.2, 0.8, 0]])
+    rng = np.random.default_rng(7)
+    model, params = tiny_model(copy=True)
+    sources = np.array([[3, 4, 5, 3]])
+    targets = np.array([[10, 11, 3, s2s.EOS]])                      # 10, 11, EOS: not copyable
+    loss = s2s.make_loss(model)
+    value, grads = fgrad.value_and_grad(lambda p: loss(p, (sources, targets), train=False)[0])(params)
+    assert np.isfinite(value)
+    assert all(np.all(np.isfinite(g)) for g in fgrad.tree.leaves(grads))
+    gate = np.full((1, 2), 50.0)
+    mixed = np.exp(s2s.mix_copy(rng.normal(size=(1, 2, 6)), -gate, np.broadcast_to(p_copy, (1, 2, 6))))
+    np.testing.assert_allclose(mixed, np.broadcast_to(p_copy, (1, 2, 6)), atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
