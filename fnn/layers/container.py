@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 
 from fgrad import random, tree
-from .base import Module
+from .base import Module, _expected_shapes
 
 __all__ = ["Sequential", "Lambda", "init_params", "init_states"]
 
@@ -99,9 +99,13 @@ class Sequential(Module):
         return f"Sequential({', '.join(type(layer).__name__ for layer in self.layers)})"
 
     def apply(self, params, x, *, state=None, key=None, train=False):
-        self.check_params(params)
+        # Every layer checks its own params and state when it applies. Sequential checks its own
+        # level up front (the layer names), and the whole tree only when a layer raises, so that
+        # the error names the leaf by its path here ('1.weight'). (Checking every leaf twice on
+        # every call cost ~17 us for a 5-layer MLP, 8% of its apply.)
+        self._check_names(params, "params")
         if self.has_state:
-            self.check_params(state, what="state")
+            self._check_names(state, "state")
         keys = random.split(key, len(self.layers)) if key is not None and self.takes_key else None
         new_state = {}
         for i, layer in enumerate(self.layers):
@@ -110,11 +114,23 @@ class Sequential(Module):
             if layer.takes_key:
                 kwargs["key"] = None if keys is None else keys[i]
             layer_params = params.get(name, {})      # a layer without params may be left out
-            if layer.has_state:
-                x, new_state[name] = layer.apply(layer_params, x, state=state[name], **kwargs)
-            else:
-                x = layer.apply(layer_params, x, **kwargs)
+            try:
+                if layer.has_state:
+                    x, new_state[name] = layer.apply(layer_params, x, state=state[name], **kwargs)
+                else:
+                    x = layer.apply(layer_params, x, **kwargs)
+            except ValueError:
+                self.check_params(params)            # raises, naming the leaf, if params are wrong
+                if self.has_state:
+                    self.check_params(state, what="state")
+                raise
         return (x, new_state) if self.has_state else x
+
+    def _check_names(self, tree, what):
+        """The fast check of this level: a dict with one entry per layer; anything else (a
+        missing param-less layer is allowed) goes to the full :meth:`check_params`."""
+        if not (isinstance(tree, dict) and tree.keys() == _expected_shapes(self, what).keys()):
+            self.check_params(tree, what=what)
 
 
 @dataclasses.dataclass(frozen=True)
