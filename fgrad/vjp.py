@@ -119,7 +119,11 @@ class VJPTrace(Trace):
         node = Node(prim, params, primals, ans, parents, backward)
         if prim.multiple_results:
             return [VJPTracer(self, a, node, i) if is_float(a) else a for i, a in enumerate(ans)]
-        return VJPTracer(self, ans, node) if is_float(ans) else ans
+        try:
+            tracked = ans.dtype.kind in "fc"     # is_float for arrays and tracers, inline
+        except AttributeError:
+            tracked = is_float(ans)
+        return VJPTracer(self, ans, node) if tracked else ans
 
 
 def _add_ct(cts, node, index, ct):
