@@ -16,6 +16,9 @@ fgrad.nn (JAX)                fnn.functional (torch)           difference
 ============================  ===============================  ================================
 
 Elsewhere the derivatives at kinks agree: ``relu'(0) = 0``; ``relu6'`` is 0 at 0 and at 6.
+``fnn.functional``'s activations call these functions wherever the semantics coincide (torch's
+argument names and defaults around them), so each activation has one implementation; only
+``leaky_relu`` and ``hardtanh`` are written twice, for the kinks above.
 
 >>> import numpy as np, fgrad, fgrad.nn as nn
 >>> fgrad.grad(lambda x: nn.gelu(x).sum())(np.linspace(-2, 2, 5))
