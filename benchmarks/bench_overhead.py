@@ -7,7 +7,7 @@ process and interleaved round by round (each round times every variant once, the
 counts), so that the ratios hold on a shared machine:
 
 * fgrad.grad, fgrad.jvp and fgrad.vmap (batch 8) of the chain;
-* torch eager: the same chain on a tensor with ``requires_grad``, then ``torch.autograd.grad``
+* torch eager: the same chain on a tensor with ``requires_grad``, then ``backward()``
   (one thread: the arrays are far too small for more);
 * HIPS autograd's ``grad`` (``pip install autograd``, the ``bench`` extra), when installed;
 * NumPy, forward only: the floor of the arithmetic itself.
@@ -80,8 +80,9 @@ def workloads(n_ops, size):
 
         def torch_grad():
             v = xt.detach().requires_grad_(True)
-            return torch.autograd.grad(f_torch(v), v)[0]
-        fns["torch eager (requires_grad + autograd.grad)"] = torch_grad
+            f_torch(v).backward()
+            return v.grad
+        fns["torch eager (requires_grad + backward)"] = torch_grad
     if autograd is not None:
         f_ag = chain(anp, n_ops)
         fns["HIPS autograd.grad"] = lambda: autograd.grad(f_ag)(x)

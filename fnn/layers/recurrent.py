@@ -43,7 +43,7 @@ from fgrad import random
 from fgrad.core import dtype_of, shape_of
 from .. import functional as F
 from .base import Module, dtype_field
-from ._recurrent_kernels import _unstack as unstack, lstm_sequence
+from ._recurrent_kernels import _unstack, lstm_sequence
 from .linear import uniform_spec
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "rnn_step", "lstm_step", "gru_step"]
@@ -112,7 +112,7 @@ class _RNNBase(Module):
         # A fused layer (LSTM.fused_direction) takes and returns the stacked sequence; the cell
         # loop keeps a list of per-step arrays (L arrays of (N, in) or (in,)).
         fused = self._can_fuse(dropout)
-        seq = x if fused else unstack(x)
+        seq = x if fused else _unstack(x)
         finals = []
         for layer in range(self.num_layers):
             if layer and dropout:
