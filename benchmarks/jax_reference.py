@@ -3,13 +3,20 @@
 Each function returns a jitted step and its arguments as JAX arrays, built from the same NumPy
 parameters and data as the fgrad variant, so ``bench_jit`` can check the results against
 fgrad's before timing. jax runs on the CPU here, with 64-bit floats enabled (W1 and W3 are
-float64 workloads); every call is timed with ``block_until_ready``.
+float64 workloads), on one thread unless ``XLA_FLAGS`` says otherwise; every call is timed with
+``block_until_ready``.
 
 The GPT-2 of W5 is written out in ``jax.numpy`` from Hugging Face's layout (``Conv1D`` weights
 ``(in, out)``, tied output head, tanh GELU, causal mask), and AdamW by hand (optax's
 ``adamw`` with its defaults: bias-corrected moments, decoupled decay on every parameter).
 """
+import os
+
 import numpy as np
+
+# One thread, as bench_jit gives BLAS and torch by default (XLA's CPU backend otherwise runs an
+# Eigen thread pool the size of the machine); set XLA_FLAGS yourself to change it.
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 try:
     import jax
