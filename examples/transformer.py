@@ -71,7 +71,7 @@ from fnn.models import _kernels as K
 from . import common
 from .datasets import DOCSTRING_SOURCES, first_sentence, load_docstring_pairs
 from .seq2seq import (BOS, EOS, PAD, Vocabulary, bucketed_batches, crop, encode_pairs,
-                      padded_length)
+                      padded_length, repeat_bans)
 
 NAME = "transformer"
 #: The measured default run (README, "Examples"), quoted at the end of a --quick run.
@@ -504,26 +504,33 @@ def make_optimizer(args):
 # Decoding: greedy and beam search, with the encoder run once and the decoder's keys cached
 # --------------------------------------------------------------------------------------------
 
-def _next_log_probs(model, params, last, cache, banned):
-    """``log p(next token)`` ``(rows, V)`` after the tokens ``last (rows,)``, and the cache;
-    ``banned`` tokens (padding, ``<s>``) get ``-inf``."""
-    logits, cache = model.decode_step(params, last[:, None], cache)
+def _next_log_probs(model, params, written, cache, banned, no_repeat):
+    """``log p(next token)`` ``(rows, V)`` after the tokens ``written (rows, t)`` (the last one
+    is new to the cache), and the cache. ``banned`` tokens (padding, ``<s>``) get ``-inf``, and
+    with ``no_repeat = n > 0`` so does every token that would write an ``n``-gram a row already
+    holds (fairseq's ``--no-repeat-ngram-size``; ``examples.seq2seq.repeat_bans``)."""
+    logits, cache = model.decode_step(params, written[:, -1:], cache)
     logits = np.asarray(logits[:, -1], np.float64)
     logits[:, list(banned)] = -np.inf
+    if no_repeat:
+        for row, tokens in enumerate(repeat_bans(written[:, 1:], no_repeat)):
+            logits[row, tokens] = -np.inf
     top = logits.max(axis=1, keepdims=True)
     return logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True)), cache
 
 
-def greedy_search(model, params, src, max_len, bos_id, eos_id, banned=()):
+def greedy_search(model, params, src, max_len, bos_id, eos_id, banned=(), no_repeat=0):
     """The most likely next token, step after step, until ``eos_id`` or ``max_len`` tokens:
-    one list of token ids per source (``</s>`` not included). ``src (B, S)``, right-padded."""
+    one list of token ids per source (``</s>`` not included). ``src (B, S)``, right-padded;
+    ``no_repeat = n > 0`` never writes the same ``n`` tokens twice."""
     cache = model.start_decoding(params, src)
     batch = shape_of(src)[0]
-    last, done = np.full(batch, bos_id), np.zeros(batch, bool)
+    written, done = np.full((batch, 1), bos_id), np.zeros(batch, bool)
     out = [[] for _ in range(batch)]
     for _ in range(max_len):
-        log_probs, cache = _next_log_probs(model, params, last, cache, banned)
+        log_probs, cache = _next_log_probs(model, params, written, cache, banned, no_repeat)
         last = log_probs.argmax(axis=1)
+        written = np.concatenate([written, last[:, None]], axis=1)
         for i in np.flatnonzero(~done & (last != eos_id)):
             out[i].append(int(last[i]))
         done |= last == eos_id
@@ -537,7 +544,8 @@ def length_penalty(length, alpha):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def beam_search(model, params, src, max_len, bos_id, eos_id, beam=4, alpha=0.6, banned=()):
+def beam_search(model, params, src, max_len, bos_id, eos_id, beam=4, alpha=0.6, banned=(),
+                no_repeat=0):
     """Beam search scored by ``log P(Y) / lp(Y)``: ``(tokens, scores)``, the best hypothesis of
     each source (``</s>`` not included) and its score.
 
@@ -546,7 +554,7 @@ def beam_search(model, params, src, max_len, bos_id, eos_id, beam=4, alpha=0.6, 
     first ``beam`` ends a hypothesis (scored ``log P / lp(|Y|)``, ``|Y|`` counting ``</s>``), the
     best ``beam`` others go on. A source is done when ``beam`` hypotheses have ended (fairseq's
     rule); at ``max_len`` tokens the unfinished ones end too (scored without ``</s>``). With
-    ``beam=1`` this is :func:`greedy_search`, for any ``alpha``.
+    ``beam=1`` this is :func:`greedy_search`, for any ``alpha`` (and the same ``no_repeat``).
     """
     batch, k = shape_of(src)[0], beam
     cache = model.start_decoding(params, src)
@@ -556,12 +564,12 @@ def beam_search(model, params, src, max_len, bos_id, eos_id, beam=4, alpha=0.6, 
              "self_kv": [(kk[rows], vv[rows]) for kk, vv in cache["self_kv"]]}
     scores = np.full((batch, k), -np.inf)
     scores[:, 0] = 0.0                             # one live hypothesis (<s>) to start from
-    hypotheses = np.zeros((batch, k, 0), np.int64)
-    last = np.full(batch * k, bos_id)
+    hypotheses = np.full((batch, k, 1), bos_id)   # each starts with <s>
     finished = [[] for _ in range(batch)]          # (score / lp, tokens) per source
     done = np.zeros(batch, bool)
     for step in range(max_len):
-        log_probs, cache = _next_log_probs(model, params, last, cache, banned)
+        log_probs, cache = _next_log_probs(model, params, hypotheses.reshape(batch * k, -1),
+                                           cache, banned, no_repeat)
         vocab = log_probs.shape[1]
         total = (scores[:, :, None] + log_probs.reshape(batch, k, vocab)).reshape(batch, -1)
         best = np.argpartition(-total, 2 * k - 1, axis=1)[:, :2 * k]
@@ -580,16 +588,15 @@ def beam_search(model, params, src, max_len, bos_id, eos_id, beam=4, alpha=0.6, 
         hypotheses = np.concatenate([np.take_along_axis(hypotheses, beams[:, :, None], axis=1),
                                      tokens[:, :, None]], axis=2)
         cache = reorder_cache(cache, (np.arange(batch)[:, None] * k + beams).ravel())
-        last = tokens.ravel()
         done |= np.array([len(f) >= k for f in finished])
         if done.all():
             break
-    penalty = length_penalty(hypotheses.shape[2], alpha)
+    penalty = length_penalty(hypotheses.shape[2] - 1, alpha)
     for i in np.flatnonzero(~done):                # out of steps: the live hypotheses end here
         finished[i] += [(scores[i, j] / penalty, hypotheses[i, j]) for j in range(k)
                         if np.isfinite(scores[i, j])]
     best = [max(f, key=lambda pair: pair[0]) for f in finished]
-    return [[int(t) for t in tokens] for _, tokens in best], np.array([s for s, _ in best])
+    return [[int(t) for t in tokens[1:]] for _, tokens in best], np.array([s for s, _ in best])
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,7 +610,8 @@ def teacher_forcing(targets):
     return np.where(tgt_in == EOS, PAD, tgt_in), targets
 
 
-def decode_split(model, params, vocab, sources, max_len, beam=1, alpha=0.6, batch_size=64):
+def decode_split(model, params, vocab, sources, max_len, beam=1, alpha=0.6, no_repeat=0,
+                 batch_size=64):
     """The decoded text of every source, greedy (``beam=1``) or by beam search, in batches of
     sources of similar length (each cut to its longest, rounded up to 16 tokens)."""
     lengths = (sources != PAD).sum(axis=1)
@@ -613,10 +621,10 @@ def decode_split(model, params, vocab, sources, max_len, beam=1, alpha=0.6, batc
         idx = order[start:start + batch_size]
         batch = sources[idx, :padded_length(lengths[idx].max(), 16)]
         if beam == 1:
-            out = greedy_search(model, params, batch, max_len, BOS, EOS, banned=(PAD, BOS))
+            out = greedy_search(model, params, batch, max_len, BOS, EOS, (PAD, BOS), no_repeat)
         else:
             out, _ = beam_search(model, params, batch, max_len, BOS, EOS, beam, alpha,
-                                 banned=(PAD, BOS))
+                                 (PAD, BOS), no_repeat)
         for row, i in enumerate(idx):
             texts[i] = vocab.decode(out[row])
     return texts
@@ -644,9 +652,9 @@ def make_parser():
         help="read the .py files under these folders instead of --sources (a folder with "
              "__init__.py is a package of that name)")
     add("--max-body-words", type=int, default=64, help="bodies are cut to this many words")
-    add("--bpe-vocab", type=int, default=4000, help="BPE vocabulary size (with the 3 special ids)")
-    add("--max-source", type=int, default=96, help="source tokens kept")
-    add("--max-target", type=int, default=32, help="target tokens kept (+ </s>)")
+    add("--bpe-vocab", type=int, default=2000, help="BPE vocabulary size (with the 3 special ids)")
+    add("--max-source", type=int, default=64, help="source tokens kept")
+    add("--max-target", type=int, default=31, help="target tokens kept (+ </s>)")
     add("--d-model", type=int, default=128, help="width of the model (the paper's base: 512)")
     add("--heads", type=int, default=4, help="attention heads (base: 8)")
     add("--layers", type=int, default=3, help="encoder layers, and decoder layers (base: 6)")
@@ -665,6 +673,12 @@ def make_parser():
     add("--length-alpha", type=float, default=0.6,
         help="GNMT length-penalty exponent of beam search (0: raw log p)")
     add("--max-decode", type=int, default=40, help="longest decoded summary")
+    add("--no-repeat-ngram", type=int, default=3, metavar="N",
+        help="decoding never writes the same N tokens twice (0: no blocking; the test BLEU "
+             "without it is reported too)")
+    add("--val-decode", type=int, default=400, metavar="N",
+        help="the validation BLEU of each evaluation decodes the first N validation pairs (the "
+             "loss uses all)")
     add("--eval-every", type=int, default=1, help="epochs between validation BLEU scores")
     parser.set_defaults(jit=False)
     return parser
@@ -676,7 +690,7 @@ def main(argv=None):
 
 
 def run(args):
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     pairs = load_docstring_pairs(args.sources, roots=args.roots, seed=args.seed,
                                  max_body_words=args.max_body_words)
     if args.quick:
@@ -707,6 +721,9 @@ def run(args):
     baseline = {f"copy_{name}_bleu": fnn.text.corpus_bleu(
         [first_sentence(p.body) for p in split], references[name]).score
         for name, split in (("valid", valid), ("test", test))}
+    baseline["copy_val_decode_bleu"] = fnn.text.corpus_bleu(    # on what val_bleu decodes
+        [first_sentence(p.body) for p in valid[:args.val_decode]],
+        references["valid"][:args.val_decode]).score
     print(f"baseline (the body's first sentence): validation BLEU "
           f"{baseline['copy_valid_bleu']:.2f}, test BLEU {baseline['copy_test_bleu']:.2f}")
 
@@ -759,12 +776,15 @@ def run(args):
         return params, opt_state, metrics
 
     def valid_loss(params):
+        """The plain cross-entropy per validation target token (no smoothing: seq2seq's)."""
         total, count = 0.0, 0
         sources, targets = arrays["valid"]
         for i in range(0, len(sources), 128):
             src, tgt = crop(sources[i:i + 128], targets[i:i + 128])
-            tokens = int((tgt != PAD).sum())
-            total += float(loss(params, (src, *teacher_forcing(tgt)), train=False)) * tokens
+            tgt_in, tgt_out = teacher_forcing(tgt)
+            logits = model.apply(params, src, tgt_in)
+            tokens = int((tgt_out != PAD).sum())
+            total += float(label_smoothed_loss(logits, tgt_out, PAD, 0.0)) * tokens
             count += tokens
         return total / count
 
@@ -772,9 +792,10 @@ def run(args):
 
     def evaluate(params):
         """Validation loss and greedy BLEU; the params of the best validation BLEU are kept."""
-        texts = decode_split(model, params, vocab, arrays["valid"][0], args.max_decode)
-        results = {"val_loss": valid_loss(params),
-                   "val_bleu": fnn.text.corpus_bleu(texts, references["valid"]).score}
+        texts = decode_split(model, params, vocab, arrays["valid"][0][:args.val_decode],
+                             args.max_decode, no_repeat=args.no_repeat_ngram)
+        results = {"val_loss": valid_loss(params), "val_bleu": fnn.text.corpus_bleu(
+            texts, references["valid"][:args.val_decode]).score}
         if results["val_bleu"] > best["val_bleu"]:
             best.update(results, params=params, epoch=epoch["step"] / steps_per_epoch)
         return results
@@ -788,18 +809,25 @@ def run(args):
     # the test split, decoded by the params of the best validation BLEU
     params = best["params"]
     decode_start = time.perf_counter()
-    greedy = decode_split(model, params, vocab, arrays["test"][0], args.max_decode)
-    beamed = decode_split(model, params, vocab, arrays["test"][0], args.max_decode,
-                          beam=args.beam, alpha=args.length_alpha)
+    test_sources = arrays["test"][0]
+    unblocked = decode_split(model, params, vocab, test_sources, args.max_decode)
+    greedy = decode_split(model, params, vocab, test_sources, args.max_decode,
+                          no_repeat=args.no_repeat_ngram)
+    beamed = decode_split(model, params, vocab, test_sources, args.max_decode, args.beam,
+                          args.length_alpha, args.no_repeat_ngram)
     decode_seconds = time.perf_counter() - decode_start
     final = {"test_bleu_greedy": fnn.text.corpus_bleu(greedy, references["test"]).score,
              f"test_bleu_beam{args.beam}": fnn.text.corpus_bleu(beamed, references["test"]).score,
+             "test_bleu_greedy_unblocked": fnn.text.corpus_bleu(unblocked,
+                                                                references["test"]).score,
              **baseline, "val_bleu_greedy": best["val_bleu"], "best_epoch": best["epoch"],
              "vocab_size": vocab.vocab_size, "train_pairs": len(train),
              "parameters": fnn.utils.count_params(params),
              "decode_seconds": round(decode_seconds, 1),
+             "cpu_seconds": round(time.process_time() - cpu_start, 1),
              "wall_seconds": round(time.perf_counter() - start, 1)}
-    print(f"test BLEU: greedy {final['test_bleu_greedy']:.2f}, beam {args.beam} "
+    print(f"test BLEU: greedy {final['test_bleu_greedy']:.2f} (without n-gram blocking "
+          f"{final['test_bleu_greedy_unblocked']:.2f}), beam {args.beam} "
           f"{final[f'test_bleu_beam{args.beam}']:.2f}; copying the body's first sentence "
           f"{baseline['copy_test_bleu']:.2f}")
     for pair, text in list(zip(test, beamed))[:5]:
@@ -809,11 +837,12 @@ def run(args):
         title=f"Transformer (post-LN, {args.layers}+{args.layers} layers of {args.d_model}) on "
               f"docstring summaries ({len(train)} pairs)",
         full_run=FULL_RUN,
-        references={"val_bleu": [("copy the body's first sentence", baseline["copy_valid_bleu"])]},
+        references={"val_bleu": [("copy the body's first sentence",
+                                  baseline["copy_val_decode_bleu"])]},
         metrics=("loss", "lr", "val_loss", "val_bleu"),
         titles={"loss": f"label-smoothed cross-entropy (e = {args.label_smoothing}, dropout on)",
                 "lr": "learning rate (warm-up, then 1/sqrt(step))",
-                "val_loss": "validation label-smoothed cross-entropy",
+                "val_loss": "validation cross-entropy (no smoothing)",
                 "val_bleu": "validation BLEU, greedy (black: copy baseline)"})
 
 

@@ -424,6 +424,13 @@ def test_beam_of_one_is_greedy_search(copy_task, alpha):
                             banned=(PAD, BOS))
     assert beam == greedy
     assert len({len(g) for g in greedy}) >= 3             # outputs of many lengths
+    blocked = T.greedy_search(model, params, src, 8, BOS, EOS, (PAD, BOS), no_repeat=2)
+    assert blocked != greedy
+    assert T.beam_search(model, params, src, 8, BOS, EOS, 1, alpha, (PAD, BOS), 2)[0] == blocked
+    wide_blocked, _ = T.beam_search(model, params, src, 8, BOS, EOS, 4, alpha, (PAD, BOS), 2)
+    for tokens in blocked + wide_blocked:                  # no bigram written twice
+        bigrams = list(zip(tokens, tokens[1:]))
+        assert len(bigrams) == len(set(bigrams))
     wide, _ = T.beam_search(model, params, src, 8, BOS, EOS, beam=4, alpha=alpha,
                             banned=(PAD, BOS))
     assert wide != greedy                                  # the half-trained model is unsure
