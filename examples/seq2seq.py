@@ -47,9 +47,11 @@ changes a sentence's decoder outputs (``tests/test_examples_seq2seq.py`` checks 
 Decoding: greedy (the most likely token at each step) and beam search (``--beam`` hypotheses;
 a finished hypothesis keeps its score; the winner maximises ``log p / lp`` with GNMT's length
 penalty ``lp = ((5 + length) / 6) ** alpha``, Wu et al. 2016); beam 1 is greedy exactly.
-Both never write the same three tokens twice (``--no-repeat-ngram 3``, Paulus et al. 2017):
-a small model left alone loops ("Return the feature feature feature"); the test BLEU of greedy
-decoding without the block is reported too.
+Both never write the same two tokens twice (``--no-repeat-ngram 2``, as Paulus et al. 2017 do
+with three): a small model left alone loops ("Return the feature feature feature"); the test
+BLEU of greedy decoding without the block is reported too. The decoding defaults (blocking
+bigrams, ``alpha = 2``, which lengthens the beam's otherwise short summaries) were chosen on
+the validation split with the parameters of an 8-epoch run, never on the test split.
 Scores: corpus BLEU (``fnn.text.corpus_bleu``, sacrebleu's 13a BLEU) of the decoded summaries
 on the test split, beside a baseline that copies the first sentence of the body. The epoch
 with the best validation BLEU (greedy) gives the reported test scores. ``attention.png`` in
@@ -470,13 +472,16 @@ def make_decode_step(model):
 def decode_split(model, params, vocab, sources, max_length, beam=1, length_alpha=0.6,
                  batch_size=64, step_fn=None, no_repeat=0):
     """Decoded texts of every source (greedy when ``beam == 1``), in batches of sources of
-    similar length; also the attention of each (a list of ``(L, S)`` arrays)."""
+    similar length; also the attention of each (a list of ``(L, S)`` arrays). A short last
+    batch is filled up with copies of its first source (so a jitted ``step_fn`` sees one batch
+    size)."""
     lengths = (sources != PAD).sum(axis=1)
     order = np.argsort(lengths, kind="stable")
     texts, attention = [None] * len(sources), [None] * len(sources)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        batch = sources[idx, :padded_length(lengths[idx].max(), 16)]
+        rows = np.concatenate([idx, np.full(batch_size - len(idx), idx[0])])
+        batch = sources[rows, :padded_length(lengths[idx].max(), 16)]
         if beam == 1:
             ids, weights = greedy_decode(model, params, batch, max_length, step_fn=step_fn,
                                          no_repeat=no_repeat)
@@ -523,7 +528,7 @@ def token_strings(vocab, ids):
 # --------------------------------------------------------------------------------------------
 
 def make_parser():
-    parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=8, batch_size=32, lr=2e-3)
+    parser = common.make_parser(NAME, __doc__.splitlines()[0], epochs=6, batch_size=32, lr=3e-3)
     for action in parser._actions:
         if action.dest == "quick":
             action.help = ("a sanity run, seconds long and far from the stated result: 1 eager "
@@ -543,7 +548,7 @@ def make_parser():
                         help="bodies are cut to this many words")
     parser.add_argument("--bpe-vocab", type=int, default=2000,
                         help="BPE vocabulary size (with the 3 special ids)")
-    parser.add_argument("--max-source", type=int, default=64, help="source tokens kept")
+    parser.add_argument("--max-source", type=int, default=48, help="source tokens kept")
     parser.add_argument("--max-target", type=int, default=31, help="target tokens kept (+ EOS)")
     parser.add_argument("--embed", type=int, default=128, help="embedding size d")
     parser.add_argument("--hidden", type=int, default=96, help="encoder GRU units per direction")
@@ -556,12 +561,15 @@ def make_parser():
                         help="dropout on the embeddings and on the decoder's output o_t")
     parser.add_argument("--clip", type=float, default=1.0, help="gradient clipping (global norm)")
     parser.add_argument("--beam", type=int, default=4, help="beam size for the test decoding")
-    parser.add_argument("--length-alpha", type=float, default=0.6,
+    parser.add_argument("--length-alpha", type=float, default=2.0,
                         help="GNMT length-penalty exponent of beam search (0: raw log p)")
     parser.add_argument("--max-decode", type=int, default=40, help="longest decoded summary")
-    parser.add_argument("--no-repeat-ngram", type=int, default=3, metavar="N",
+    parser.add_argument("--no-repeat-ngram", type=int, default=2, metavar="N",
                         help="decoding never writes the same N tokens twice (0: no blocking; "
                              "the test BLEU without it is reported too)")
+    parser.add_argument("--val-decode", type=int, default=400, metavar="N",
+                        help="the validation BLEU of each epoch decodes the first N validation "
+                             "pairs (the loss uses all)")
     parser.add_argument("--save-params", default=None, metavar="PATH",
                         help="also save the best validation epoch's params to PATH (.npz)")
     return parser
@@ -601,6 +609,9 @@ def run(args):
     baseline = {f"copy_{name}_bleu": fnn.text.corpus_bleu(
         [first_sentence(p.body) for p in split], references[name]).score
         for name, split in (("valid", valid), ("test", test))}
+    baseline["copy_val_decode_bleu"] = fnn.text.corpus_bleu(    # on what val_bleu decodes
+        [first_sentence(p.body) for p in valid[:args.val_decode]],
+        references["valid"][:args.val_decode]).score
     print(f"baseline (the body's first sentence): validation BLEU "
           f"{baseline['copy_valid_bleu']:.2f}, test BLEU {baseline['copy_test_bleu']:.2f}")
 
@@ -650,10 +661,12 @@ def run(args):
     def evaluate(params):
         """Validation loss and greedy BLEU; the params of the best validation BLEU are kept."""
         val = common.evaluate(metrics, params, arrays["valid"], 128)
-        texts, _ = decode_split(model, params, vocab, arrays["valid"][0], args.max_decode,
-                                step_fn=decode_step, no_repeat=args.no_repeat_ngram)
+        texts, _ = decode_split(model, params, vocab, arrays["valid"][0][:args.val_decode],
+                                args.max_decode, step_fn=decode_step,
+                                no_repeat=args.no_repeat_ngram)
         results = {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                   "val_bleu": fnn.text.corpus_bleu(texts, references["valid"]).score}
+                   "val_bleu": fnn.text.corpus_bleu(
+                       texts, references["valid"][:args.val_decode]).score}
         for pair, text in list(zip(valid, texts))[:2]:          # what the model writes so far
             tqdm.write(f"  {pair.summary!r} -> {text!r}")
         if results["val_bleu"] > best["val_bleu"]:
@@ -712,7 +725,8 @@ def run(args):
         args, NAME, history, final,
         title=f"GRU encoder-decoder with attention on docstring summaries ({len(train)} pairs)",
         full_run=FULL_RUN,
-        references={"val_bleu": [("copy the body's first sentence", baseline["copy_valid_bleu"])]},
+        references={"val_bleu": [("copy the body's first sentence",
+                                  baseline["copy_val_decode_bleu"])]},
         metrics=("loss", "accuracy", "val_loss", "val_bleu"),
         titles={"loss": "cross-entropy per target token", "accuracy": "next-token accuracy "
                 "(teacher forcing, dropout on)", "val_loss": "validation cross-entropy",
