@@ -1,13 +1,14 @@
 """One training step of examples/transformer.py against the same model in torch eager.
 
-The example's default model (vocabulary 4,000, width 128, 4 heads, feed-forward 512, post-LN,
-shared embedding, tied output) on a batch of 32 docstring-shaped pairs: sources padded to 64
-tokens (lengths 24..64), targets to 16 (lengths 6..16); forward, label-smoothed cross-entropy
-(0.1, padding ignored), backward and Adam (0.9, 0.98, 1e-9) on the inverse-sqrt schedule.
-torch runs ``nn.Embedding`` + ``nn.Transformer`` (``batch_first``, ``norm_first=False``, the
-paper's stacks without final LayerNorms: ``nn.TransformerEncoder/Decoder(norm=None)``) + the
-tied projection, ``F.cross_entropy(label_smoothing=0.1, ignore_index=0)`` and
-``torch.optim.Adam`` under ``LambdaLR``, from the same weights.
+The example's default model (vocabulary 2,000, 2 + 2 layers of width 128, 4 heads,
+feed-forward 512, post-LN, shared embedding, tied output) on a batch of 32 docstring-shaped
+pairs: sources padded to 64 tokens (lengths 24..64), targets to 16 (lengths 6..16); forward,
+label-smoothed cross-entropy (0.1, padding ignored), backward and Adam (0.9, 0.98, 1e-9) on
+the inverse-sqrt schedule. torch runs ``nn.Embedding`` + ``nn.Transformer`` (``batch_first``,
+``norm_first=False``, the paper's stacks without final LayerNorms:
+``nn.TransformerEncoder/Decoder(norm=None)``) + the tied projection,
+``F.cross_entropy(label_smoothing=0.1, ignore_index=0)`` and ``torch.optim.Adam`` under
+``LambdaLR``, from the same weights.
 
 Dropout is 0 in the timed comparison, so that the two compute the same function: the losses
 are checked to agree before timing. (With dropout, torch's layers also drop the attention
@@ -23,7 +24,6 @@ one BLAS thread each: on a shared machine compare the ratios, not the millisecon
 import argparse
 import math
 import time
-import types
 
 import numpy as np
 
@@ -121,7 +121,7 @@ def main(argv=None):
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--ff", type=int, default=512)
-    parser.add_argument("--vocab", type=int, default=4000)
+    parser.add_argument("--vocab", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--src-len", type=int, default=64)
     parser.add_argument("--tgt-len", type=int, default=16)

@@ -76,7 +76,7 @@ from .seq2seq import (BOS, EOS, PAD, Vocabulary, bucketed_batches, crop, encode_
 NAME = "transformer"
 #: The measured default run (README, "Examples"), quoted at the end of a --quick run.
 FULL_RUN = "python -m examples.transformer (see the README's transformer section for its result)"
-EPOCHS = 12
+EPOCHS = 6
 
 
 # --------------------------------------------------------------------------------------------
@@ -653,11 +653,11 @@ def make_parser():
              "__init__.py is a package of that name)")
     add("--max-body-words", type=int, default=64, help="bodies are cut to this many words")
     add("--bpe-vocab", type=int, default=2000, help="BPE vocabulary size (with the 3 special ids)")
-    add("--max-source", type=int, default=64, help="source tokens kept")
+    add("--max-source", type=int, default=48, help="source tokens kept")
     add("--max-target", type=int, default=31, help="target tokens kept (+ </s>)")
     add("--d-model", type=int, default=128, help="width of the model (the paper's base: 512)")
     add("--heads", type=int, default=4, help="attention heads (base: 8)")
-    add("--layers", type=int, default=3, help="encoder layers, and decoder layers (base: 6)")
+    add("--layers", type=int, default=2, help="encoder layers, and decoder layers (base: 6)")
     add("--ff", type=int, default=512, help="hidden units of the feed-forward blocks (base: 2048)")
     add("--dropout", type=float, default=0.1,
         help="dropout on sub-layer outputs and embedding sums (the paper's P_drop)")
@@ -670,16 +670,19 @@ def make_parser():
     add("--final-norm", action="store_true",
         help="a LayerNorm after each stack, as torch.nn.Transformer (not in the paper)")
     add("--beam", type=int, default=4, help="beam size for the test decoding")
-    add("--length-alpha", type=float, default=0.6,
-        help="GNMT length-penalty exponent of beam search (0: raw log p)")
+    add("--length-alpha", type=float, default=2.0,
+        help="GNMT length-penalty exponent of beam search (0: raw log p; GNMT used 0.6, which "
+             "made summaries short here)")
     add("--max-decode", type=int, default=40, help="longest decoded summary")
-    add("--no-repeat-ngram", type=int, default=3, metavar="N",
+    add("--no-repeat-ngram", type=int, default=2, metavar="N",
         help="decoding never writes the same N tokens twice (0: no blocking; the test BLEU "
              "without it is reported too)")
     add("--val-decode", type=int, default=400, metavar="N",
         help="the validation BLEU of each evaluation decodes the first N validation pairs (the "
              "loss uses all)")
     add("--eval-every", type=int, default=1, help="epochs between validation BLEU scores")
+    add("--save-params", default=None, metavar="PATH",
+        help="also save the best validation epoch's params to PATH (.npz, fnn.io.save)")
     parser.set_defaults(jit=False)
     return parser
 
@@ -808,6 +811,8 @@ def run(args):
 
     # the test split, decoded by the params of the best validation BLEU
     params = best["params"]
+    if args.save_params:
+        fnn.io.save(args.save_params, params)
     decode_start = time.perf_counter()
     test_sources = arrays["test"][0]
     unblocked = decode_split(model, params, vocab, test_sources, args.max_decode)

@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+import fgrad
+import fnn
 from examples import transformer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +61,9 @@ def test_quick_run_on_docstring_files(tmp_path, monkeypatch, extra):
     work, out = tmp_path / "cwd", tmp_path / "out"
     work.mkdir()
     monkeypatch.chdir(work)
+    saved_params = tmp_path / "params.npz"
+    if extra:
+        extra = extra + ["--save-params", str(saved_params)]
     result = transformer.main(["--quick", "--roots", str(package), "--epochs", "2",
                                "--batch-size", "16", "--out-dir", str(out)] + extra)
     assert os.listdir(work) == []
@@ -73,6 +78,10 @@ def test_quick_run_on_docstring_files(tmp_path, monkeypatch, extra):
     for name in ("test_bleu_greedy", "test_bleu_beam2", "copy_test_bleu"):
         assert 0.0 <= result[name] <= 100.0
     assert saved["args"]["final_norm"] == ("--final-norm" in extra)
+    if extra:                  # the best epoch's params, loadable into the model's structure
+        model = transformer.Transformer(saved["vocab_size"], 64, 4, 2, 2, 128, final_norm=True)
+        params = fnn.io.load(saved_params, like=model.init(fgrad.random.key(0)))
+        assert fnn.utils.count_params(params) == result["parameters"]
 
 
 def test_teacher_forcing_reads_bos_and_predicts_eos():
