@@ -75,7 +75,8 @@ from .seq2seq import (BOS, EOS, PAD, Vocabulary, bucketed_batches, crop, encode_
 
 NAME = "transformer"
 #: The measured default run (README, "Examples"), quoted at the end of a --quick run.
-FULL_RUN = "python -m examples.transformer (see the README's transformer section for its result)"
+FULL_RUN = ("python -m examples.transformer reached test BLEU 1.44 greedy, 0.52 with beam 4 "
+            "(copying the body's first sentence: 2.48) in 10 min 31 s (README)")
 EPOCHS = 6
 
 
@@ -800,7 +801,7 @@ def run(args):
         results = {"val_loss": valid_loss(params), "val_bleu": fnn.text.corpus_bleu(
             texts, references["valid"][:args.val_decode]).score}
         if results["val_bleu"] > best["val_bleu"]:
-            best.update(results, params=params, epoch=epoch["step"] / steps_per_epoch)
+            best.update(results, params=params, epoch=epoch["step"] // steps_per_epoch)
         return results
 
     params, _, history = common.train_stream(
