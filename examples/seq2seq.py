@@ -581,20 +581,16 @@ def main(argv=None):
     return common.run_main(make_parser, run, argv)
 
 
-def run(args):
-    start, cpu_start = time.perf_counter(), time.process_time()
-    pairs = load_docstring_pairs(args.sources, roots=args.roots, seed=args.seed,
-                                 max_body_words=args.max_body_words)
-    if args.quick:
-        args.train_size = min(args.train_size or 512, 512)
-        args.test_size = min(args.test_size or 64, 64)
-        args.bpe_vocab = min(args.bpe_vocab, 500)
-        args.beam, args.jit = min(args.beam, 2), False      # tracing would outlast 16 steps
+def prepare_pairs(pairs, args, name, start):
+    """The splits cut to ``--train-size``/``--test-size``, the BPE vocabulary trained on the
+    training pairs, their arrays, the reference summaries and the copy baseline's BLEU (the
+    body's first sentence as the summary); shared with examples.transformer, so the two
+    examples' scores are comparable."""
     train = pairs["train"][:args.train_size]
     valid = pairs["valid"][:args.test_size]
     test = pairs["test"][:args.test_size]
     if not train or not valid or not test:
-        raise ValueError(f"seq2seq: a split is empty (train {len(train)}, valid {len(valid)}, "
+        raise ValueError(f"{name}: a split is empty (train {len(train)}, valid {len(valid)}, "
                          f"test {len(test)} pairs); read more modules (--sources, --roots)")
     vocab = Vocabulary([p.body for p in train] + [p.summary for p in train], args.bpe_vocab)
     arrays = {name: encode_pairs(vocab, split, args.max_source, args.max_target)
@@ -615,6 +611,19 @@ def run(args):
         references["valid"][:args.val_decode]).score
     print(f"baseline (the body's first sentence): validation BLEU "
           f"{baseline['copy_valid_bleu']:.2f}, test BLEU {baseline['copy_test_bleu']:.2f}")
+    return train, valid, test, vocab, arrays, references, baseline
+
+
+def run(args):
+    start, cpu_start = time.perf_counter(), time.process_time()
+    pairs = load_docstring_pairs(args.sources, roots=args.roots, seed=args.seed,
+                                 max_body_words=args.max_body_words)
+    if args.quick:
+        args.train_size = min(args.train_size or 512, 512)
+        args.test_size = min(args.test_size or 64, 64)
+        args.bpe_vocab = min(args.bpe_vocab, 500)
+        args.beam, args.jit = min(args.beam, 2), False      # tracing would outlast 16 steps
+    train, valid, test, vocab, arrays, references, baseline = prepare_pairs(pairs, args, NAME, start)
 
     model = Seq2Seq(vocab.vocab_size, args.embed, args.hidden, args.decoder_hidden,
                     args.attention, args.dropout, args.copy)

@@ -69,9 +69,9 @@ from fnn.layers.base import Module, ParamSpec, dtype_field
 from fnn.models import _kernels as K
 
 from . import common
-from .datasets import DOCSTRING_SOURCES, first_sentence, load_docstring_pairs
-from .seq2seq import (BOS, EOS, PAD, Vocabulary, bucketed_batches, crop, encode_pairs,
-                      padded_length, repeat_bans)
+from .datasets import DOCSTRING_SOURCES, load_docstring_pairs
+from .seq2seq import (BOS, EOS, PAD, bucketed_batches, crop, padded_length, prepare_pairs,
+                      repeat_bans)
 
 NAME = "transformer"
 #: The measured default run (README, "Examples"), quoted at the end of a --quick run.
@@ -703,33 +703,7 @@ def run(args):
         args.bpe_vocab = min(args.bpe_vocab, 500)
         args.d_model, args.ff, args.layers = min(args.d_model, 64), min(args.ff, 128), 2
         args.beam, args.warmup = min(args.beam, 2), min(args.warmup, 20)
-    train = pairs["train"][:args.train_size]
-    valid = pairs["valid"][:args.test_size]
-    test = pairs["test"][:args.test_size]
-    if not train or not valid or not test:
-        raise ValueError(f"transformer: a split is empty (train {len(train)}, valid "
-                         f"{len(valid)}, test {len(test)} pairs); read more modules (--sources, "
-                         f"--roots)")
-    vocab = Vocabulary([p.body for p in train] + [p.summary for p in train], args.bpe_vocab)
-    arrays = {name: encode_pairs(vocab, split, args.max_source, args.max_target)
-              for name, split in (("train", train), ("valid", valid), ("test", test))}
-    print(f"{len(train)} training, {len(valid)} validation, {len(test)} test pairs; BPE "
-          f"vocabulary of {vocab.vocab_size} ids; median source "
-          f"{int(np.median((arrays['train'][0] != PAD).sum(1)))} tokens, target "
-          f"{int(np.median((arrays['train'][1] != PAD).sum(1)))} "
-          f"({time.perf_counter() - start:.1f} s)")
-
-    # the baseline: the first sentence of the body, as the summary
-    references = {name: [p.summary for p in split] for name, split in
-                  (("valid", valid), ("test", test))}
-    baseline = {f"copy_{name}_bleu": fnn.text.corpus_bleu(
-        [first_sentence(p.body) for p in split], references[name]).score
-        for name, split in (("valid", valid), ("test", test))}
-    baseline["copy_val_decode_bleu"] = fnn.text.corpus_bleu(    # on what val_bleu decodes
-        [first_sentence(p.body) for p in valid[:args.val_decode]],
-        references["valid"][:args.val_decode]).score
-    print(f"baseline (the body's first sentence): validation BLEU "
-          f"{baseline['copy_valid_bleu']:.2f}, test BLEU {baseline['copy_test_bleu']:.2f}")
+    train, valid, test, vocab, arrays, references, baseline = prepare_pairs(pairs, args, NAME, start)
 
     model = Transformer(vocab.vocab_size, args.d_model, args.heads, args.layers, args.layers,
                         args.ff, args.dropout, args.attention_dropout, args.activation_dropout,
