@@ -42,6 +42,16 @@ def _tree(params):
     return jax.tree_util.tree_map(jnp.asarray, params)
 
 
+def _sgd_step(loss, params, x, onehot, lr):
+    """``(run, step)``: the jitted SGD step of ``loss(params, x, onehot)`` (W2 and W6)."""
+    @jax.jit
+    def step(params, x, onehot):
+        value, g = jax.value_and_grad(loss)(params, x, onehot)
+        return {k: params[k] - lr * g[k] for k in params}, value
+    args = (_tree(params), jnp.asarray(x), jnp.asarray(onehot))
+    return (lambda: step(*args)), step
+
+
 # --- W1: a chain of elementwise ops --------------------------------------------------------
 
 def w1(x, n_iter):
@@ -68,12 +78,7 @@ def w2(params, x, onehot, lr):
         logp = h - jax.scipy.special.logsumexp(h, axis=1, keepdims=True)
         return -jnp.sum(logp * onehot) / x.shape[0]
 
-    @jax.jit
-    def step(params, x, onehot):
-        value, g = jax.value_and_grad(loss)(params, x, onehot)
-        return {k: params[k] - lr * g[k] for k in params}, value
-    args = (_tree(params), jnp.asarray(x), jnp.asarray(onehot))
-    return (lambda: step(*args)), step
+    return _sgd_step(loss, params, x, onehot, lr)
 
 
 # --- W3: per-example gradients ----------------------------------------------------------------
@@ -162,9 +167,4 @@ def w6(params, x, onehot, lr):
         logp = logits - jax.scipy.special.logsumexp(logits, axis=1, keepdims=True)
         return -jnp.sum(logp * onehot) / x.shape[0]
 
-    @jax.jit
-    def step(params, x, onehot):
-        value, g = jax.value_and_grad(loss)(params, x, onehot)
-        return {k: params[k] - lr * g[k] for k in params}, value
-    args = (_tree(params), jnp.asarray(x), jnp.asarray(onehot))
-    return (lambda: step(*args)), step
+    return _sgd_step(loss, params, x, onehot, lr)
