@@ -1,6 +1,7 @@
 """The Transformer of Vaswani et al. (2017) writes the summary line of a Python docstring.
 
     python -m examples.transformer                      # the default run (README, "Examples")
+    python -m examples.transformer --no-copy            # the paper's model alone
     python -m examples.transformer --beam 1             # greedy decoding only
     python -m examples.transformer --final-norm         # torch.nn.Transformer's extra LayerNorms
 
@@ -20,6 +21,16 @@ sub-layer's output before its residual sum and on the embedding sums (``--dropou
 layers also drop the attention weights and the FFN's hidden units, at the same rate; here those
 two are fairseq's separate ``--attention-dropout`` and ``--activation-dropout``, 0 by default
 (drawing their masks took about a third of a training step, measured).
+
+COPYING (``--copy``, the default; the paper has none): a switch on top of the model that
+copies source tokens, since a summary mostly reuses the body's words and on 5,715 training
+pairs the paper's model alone stays below copying the body's first sentence (README). It is
+seq2seq's pointer-generator (See et al., 2017) with a copy attention of its own, one head from
+``y_N`` to the encoder output ``x_N`` (``copy_switch``; Gehrmann et al. (2018) reuse a
+cross-attention head instead); its parameters are the ``"copy"`` entry, outside the torch names::
+
+    a = softmax(y_N W_c x_N^T / sqrt(d)),  g = w [y_N ; a x_N] + b
+    p(w) = sigmoid(g) softmax(logits)_w + sigmoid(-g) sum_j a_j [src_j = w]
 
 The paper's stacks end at their last layer's LayerNorm; ``torch.nn.Transformer`` adds one more
 LayerNorm after each stack (``encoder.norm``, ``decoder.norm``), which ``--final-norm`` adds
@@ -52,6 +63,7 @@ changes no output).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import math
@@ -70,8 +82,8 @@ from fnn.models import _kernels as K
 
 from . import common
 from .datasets import DOCSTRING_SOURCES, load_docstring_pairs
-from .seq2seq import (BOS, EOS, PAD, bucketed_batches, crop, padded_length, prepare_pairs,
-                      repeat_bans)
+from .seq2seq import (BOS, EOS, PAD, bucketed_batches, copy_mixture, crop, padded_length,
+                      prepare_pairs, repeat_bans)
 
 NAME = "transformer"
 #: The measured default run (README, "Examples"), quoted at the end of a --quick run.
@@ -210,6 +222,28 @@ def causal_bias(length, dtype):
     return np.triu(np.full((length, length), -np.inf, dtype), k=1)
 
 
+def copy_switch(p, y, logits, memory, src, pad_id):
+    """See et al.'s (2017) pointer-generator switch on the decoder output ``y (B, T, d)``: the
+    log-probabilities ``(B, T, V)`` of the mixture of writing from the softmax of ``logits`` and
+    copying a source token by a single-head attention to the encoder output ``memory (B, S, d)``
+    (a Transformer with a copy attention, as Gehrmann et al. 2018)::
+
+        a = softmax((y W_q) memory^T / sqrt(d), padded sources masked)       (B, T, S)
+        c = a memory,   g = w [y ; c] + b                                     the switch
+        p(w) = sigmoid(g) softmax(logits)_w + sigmoid(-g) sum_j a_j [src_j = w]
+
+    (``examples.seq2seq.copy_mixture``, fused, in log space.)
+    ``src (B, S)``: the source ids, ``pad_id`` at padding.
+    """
+    d = shape_of(y)[-1]
+    scores = fnp.einsum("btd,bsd->bts", F.linear(y, p["query"]["weight"]), memory) / math.sqrt(d)
+    weights = F.softmax(scores + padding_bias(src == pad_id, scores.dtype)[:, 0], dim=-1)
+    context = fnp.einsum("bts,bsd->btd", weights, memory)
+    gate = F.linear(fnp.concatenate([y, context], axis=-1), p["switch"]["weight"],
+                    p["switch"]["bias"])[..., 0]
+    return copy_mixture(logits, gate, weights, src[:, None, :])
+
+
 def encode_stack(p, x, src_pad, heads, eps, drop):
     """``p["encoder"]`` on embedded sources ``x (B, S, E)``: the memory ``(B, S, E)``."""
     bias = padding_bias(src_pad, x.dtype)
@@ -255,13 +289,15 @@ class Transformer(Module):
 
     ``Transformer(vocab_size, d_model=256, nhead=4, num_encoder_layers=3,
     num_decoder_layers=3, dim_feedforward=1024, dropout=0.1, attention_dropout=0.0,
-    activation_dropout=0.0, final_norm=False, pad_id=0)``;
+    activation_dropout=0.0, final_norm=False, copy=False, pad_id=0)``;
     ``init(key)`` returns ``{"embedding": {"weight": (vocab, d)}, "transformer": <the names and
     shapes of nn.Transformer(batch_first=True).state_dict()>}`` (``encoder.norm`` and
-    ``decoder.norm`` only with ``final_norm``). ``apply(params, src, tgt_in, key=None,
-    train=False)`` gives the logits ``(B, T, vocab)`` of the next target token at every
-    position of ``tgt_in``; ``src (B, S)`` and ``tgt_in (B, T)`` are right-padded with
-    ``pad_id``.
+    ``decoder.norm`` only with ``final_norm``), and with ``copy`` also ``"copy": {"query":
+    {"weight": (d, d)}, "switch": {"weight": (1, 2 d), "bias": (1,)}}`` (:func:`copy_switch`).
+    ``apply(params, src, tgt_in, key=None, train=False)`` gives the logits ``(B, T, vocab)``
+    of the next target token at every position of ``tgt_in`` (with ``copy``, the log-probabilities
+    of the mixture: logits whose softmax is the same distribution); ``src (B, S)`` and
+    ``tgt_in (B, T)`` are right-padded with ``pad_id``.
 
     >>> import numpy as np, fgrad
     >>> model = Transformer(20, d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
@@ -284,6 +320,7 @@ class Transformer(Module):
     attention_dropout: float = 0.0
     activation_dropout: float = 0.0
     final_norm: bool = False
+    copy: bool = False
     layer_norm_eps: float = 1e-5
     pad_id: int = 0
     dtype: object = dtype_field()
@@ -319,10 +356,17 @@ class Transformer(Module):
             return specs
 
         embedding = functools.partial(fnn.init.normal, std=self.d_model ** -0.5)
-        return {"embedding": {"weight": ParamSpec((self.vocab_size, self.d_model), self.dtype,
-                                                  embedding)},
-                "transformer": {"encoder": stack(encoder, self.num_encoder_layers),
-                                "decoder": stack(decoder, self.num_decoder_layers)}}
+        specs = {"embedding": {"weight": ParamSpec((self.vocab_size, self.d_model), self.dtype,
+                                                   embedding)},
+                 "transformer": {"encoder": stack(encoder, self.num_encoder_layers),
+                                 "decoder": stack(decoder, self.num_decoder_layers)}}
+        if self.copy:
+            d = self.d_model
+            specs["copy"] = {
+                "query": {"weight": ParamSpec((d, d), self.dtype, fnn.init.xavier_uniform)},
+                "switch": {"weight": ParamSpec((1, 2 * d), self.dtype, fnn.init.xavier_uniform),
+                           "bias": ParamSpec((1,), self.dtype, fnn.init.zeros)}}
+        return specs
 
     # ---- the pieces -------------------------------------------------------------------------
 
@@ -343,11 +387,16 @@ class Transformer(Module):
         return encode_stack(params["transformer"], x, src == self.pad_id, self.nhead,
                             self.layer_norm_eps, drop)
 
-    def output_logits(self, params, y):
-        """``y E^T``: ``(B, T, d)`` -> ``(B, T, vocab)`` (the shared embedding)."""
+    def output_logits(self, params, y, memory=None, src=None):
+        """``y E^T``: ``(B, T, d)`` -> ``(B, T, vocab)`` (the shared embedding); with ``copy``,
+        :func:`copy_switch`'s log-probabilities, which need the encoder output ``memory (B, S,
+        d)`` and the sources ``src (B, S)``."""
         b, t, d = shape_of(y)
         logits = K.tied_head(fnp.reshape(y, (b * t, d)), params["embedding"]["weight"])
-        return fnp.reshape(logits, (b, t, self.vocab_size))
+        logits = fnp.reshape(logits, (b, t, self.vocab_size))
+        if not self.copy:
+            return logits
+        return copy_switch(params["copy"], y, logits, memory, src, self.pad_id)
 
     def apply(self, params, src, tgt_in, *, key=None, train=False):
         """Teacher forcing: logits ``(B, T, vocab)``, ``[b, t]`` predicting ``tgt_in[b, t+1]``
@@ -359,14 +408,15 @@ class Transformer(Module):
         y = drop(self.embed(params, tgt_in), drop.residual)
         y, _ = decode_stack(params["transformer"], y, memory, src == self.pad_id,
                             tgt_in == self.pad_id, self.nhead, self.layer_norm_eps, drop)
-        return self.output_logits(params, y)
+        return self.output_logits(params, y, memory, src)
 
     # ---- decoding with a cache ----------------------------------------------------------------
 
     def start_decoding(self, params, src):
         """Encode ``src (B, S)`` once: the decoding cache, a dict with the cross-attention keys
         and values of every decoder layer (``memory_kv``), no self-attention keys yet
-        (``self_kv``), ``length`` 0 and the source padding ``src_pad``."""
+        (``self_kv``), ``length`` 0, the source padding ``src_pad`` and, for the copy switch,
+        ``copy``: the encoder output and the sources (else None)."""
         memory = self.encode(params, src)
         layers = params["transformer"]["decoder"]["layers"]
         empty = np.zeros((shape_of(src)[0], self.nhead, 0, self.d_model // self.nhead),
@@ -374,7 +424,8 @@ class Transformer(Module):
         return {"memory_kv": [keys_values(layers[str(i)]["multihead_attn"], memory, self.nhead)
                               for i in range(self.num_decoder_layers)],
                 "self_kv": [(empty, empty)] * self.num_decoder_layers,
-                "length": 0, "src_pad": src == self.pad_id}
+                "length": 0, "src_pad": src == self.pad_id,
+                "copy": (memory, src) if self.copy else None}
 
     def decode_step(self, params, tokens, cache):
         """The logits ``(B, T, vocab)`` of the ``tokens (B, T)`` that follow the cached ones,
@@ -383,8 +434,18 @@ class Transformer(Module):
         y = self.embed(params, tokens, start=cache["length"])
         y, self_kv = decode_stack(params["transformer"], y, None, cache["src_pad"], None,
                                   self.nhead, self.layer_norm_eps, Dropout(), cache)
-        return self.output_logits(params, y), {**cache, "self_kv": self_kv,
+        memory, src = cache["copy"] or (None, None)
+        return self.output_logits(params, y, memory, src), {**cache, "self_kv": self_kv,
                                                "length": cache["length"] + shape_of(tokens)[1]}
+
+
+def repeat_cache(cache, rows):
+    """The cache of the decoder rows ``rows``, every part of it: beam search starts with each
+    source's row repeated ``beam`` times."""
+    return {**cache, "src_pad": cache["src_pad"][rows],
+            "memory_kv": [(k[rows], v[rows]) for k, v in cache["memory_kv"]],
+            "self_kv": [(k[rows], v[rows]) for k, v in cache["self_kv"]],
+            "copy": None if cache["copy"] is None else tuple(part[rows] for part in cache["copy"])}
 
 
 def reorder_cache(cache, rows):
@@ -560,9 +621,7 @@ def beam_search(model, params, src, max_len, bos_id, eos_id, beam=4, alpha=0.6, 
     batch, k = shape_of(src)[0], beam
     cache = model.start_decoding(params, src)
     rows = np.repeat(np.arange(batch), k)          # row b k + j: hypothesis j of source b
-    cache = {**cache, "src_pad": cache["src_pad"][rows],
-             "memory_kv": [(kk[rows], vv[rows]) for kk, vv in cache["memory_kv"]],
-             "self_kv": [(kk[rows], vv[rows]) for kk, vv in cache["self_kv"]]}
+    cache = repeat_cache(cache, rows)
     scores = np.full((batch, k), -np.inf)
     scores[:, 0] = 0.0                             # one live hypothesis (<s>) to start from
     hypotheses = np.full((batch, k, 1), bos_id)   # each starts with <s>
@@ -668,6 +727,9 @@ def make_parser():
     add("--label-smoothing", type=float, default=0.1, help="e of the smoothed targets")
     add("--warmup", type=int, default=400, help="warm-up steps of the learning rate (base: 4000)")
     add("--clip", type=float, default=0.0, help="clip the gradient's global norm (0: never)")
+    add("--copy", action=argparse.BooleanOptionalAction, default=True,
+        help="mix the output softmax with copying source tokens by a copy attention (a "
+             "pointer-generator switch, See et al. 2017; --no-copy: the paper's model alone)")
     add("--final-norm", action="store_true",
         help="a LayerNorm after each stack, as torch.nn.Transformer (not in the paper)")
     add("--beam", type=int, default=4, help="beam size for the test decoding")
@@ -707,7 +769,7 @@ def run(args):
 
     model = Transformer(vocab.vocab_size, args.d_model, args.heads, args.layers, args.layers,
                         args.ff, args.dropout, args.attention_dropout, args.activation_dropout,
-                        args.final_norm, pad_id=PAD)
+                        args.final_norm, args.copy, pad_id=PAD)
     key, init_key, data_key = fgrad.random.split(fgrad.random.key(args.seed), 3)
     params = model.init(init_key)
     print(f"Transformer: {fnn.utils.count_params(params):,} parameters, {args.layers} + "

@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 import fgrad
 import fgrad.numpy as fnp
@@ -294,6 +295,55 @@ def test_copying_puts_the_attention_on_source_tokens_and_stays_finite():
     gate = np.full((1, 2), 50.0)
     mixed = np.exp(s2s.mix_copy(rng.normal(size=(1, 2, 6)), -gate, np.broadcast_to(p_copy, (1, 2, 6))))
     np.testing.assert_allclose(mixed, np.broadcast_to(p_copy, (1, 2, 6)), atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(lead=st.sampled_from([(), (1,), (3,), (2, 3)]), vocab=st.integers(2, 9),
+       positions=st.integers(1, 6), gate_scale=st.sampled_from([0.5, 3.0, 40.0]),
+       seed=st.integers(0, 2 ** 16))
+def test_the_fused_copy_mixture_is_the_formula_with_its_gradient(lead, vocab, positions,
+                                                                  gate_scale, seed):
+    """copy_mixture's NumPy path against mix_copy(copy_distribution(...)) in float64: values,
+    the VJP (repeated ids, zero weights, saturated switches), finite differences, jit, vmap."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 2.0, lead + (vocab,))
+    gate = rng.normal(0.0, gate_scale, lead)
+    weights = rng.dirichlet(np.ones(positions), lead) if lead else rng.dirichlet(np.ones(positions))
+    weights = np.where(rng.random(weights.shape) < 0.2, 0.0, weights)    # padding: weight 0
+    sources = rng.integers(0, vocab, weights.shape[-1:] if rng.random() < 0.5 else weights.shape)
+
+    def reference(z, g, a):
+        return s2s.mix_copy(z, g, s2s.copy_distribution(a, sources, vocab))
+
+    def fused(z, g, a):
+        return s2s.copy_mixture(z, g, a, sources)
+
+    expected = np.asarray(reference(logits, gate, weights))
+    np.testing.assert_allclose(fused(logits, gate, weights), expected, rtol=1e-12, atol=1e-12)
+    cotangent = rng.normal(size=expected.shape)
+    out, pullback = fgrad.vjp(fused, logits, gate, weights)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    _, reference_pullback = fgrad.vjp(reference, logits, gate, weights)
+    wanted = reference_pullback(cotangent)
+    # at a weight of exactly 0 the formula's where(p_copy > 0, ...) cuts the derivative to 0;
+    # the kernel gives p's own (1 - sigmoid(g)) / p(w), which a softmax's masked zeros ignore
+    positive = weights > 0
+    for i, (got, want) in enumerate(zip(pullback(cotangent), wanted)):
+        if i == 2:
+            got, want = got[positive], want[positive]
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+    if gate_scale < 40.0:     # away from weight 0 (a kink: p_copy > 0 or not) and saturation
+        fgrad.testing.check_grads(fused, (logits, gate, np.abs(weights) + 0.05), modes=("rev",))
+    np.testing.assert_allclose(fgrad.jit(fused)(logits, gate, weights), expected, rtol=1e-12,
+                               atol=1e-12)
+    jit_grads = fgrad.jit(fgrad.grad(lambda *a: fnp.sum(fused(*a) * cotangent),
+                                     argnums=(0, 1, 2)))(logits, gate, weights)
+    for got, want in zip(jit_grads, pullback(cotangent)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+    if lead:                        # vmap over the first axis (traced: the formula)
+        axes = (0, 0, 0, 0 if sources.ndim == weights.ndim else None)
+        np.testing.assert_allclose(fgrad.vmap(s2s.copy_mixture, in_axes=axes)(
+            logits, gate, weights, sources), expected, rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ def test_help_runs_as_a_module():
         assert flag in done.stdout
 
 
-@pytest.mark.parametrize("extra", [[], ["--jit", "--final-norm"]], ids=["eager", "jit"])
+@pytest.mark.parametrize("extra", [[], ["--jit", "--final-norm", "--no-copy"]],
+                         ids=["eager", "jit"])
 def test_quick_run_on_docstring_files(tmp_path, monkeypatch, extra):
     package = write_docstring_tree(tmp_path / "src")
     monkeypatch.setenv("FGRAD_DATA", str(tmp_path / "cache"))
@@ -78,6 +79,7 @@ def test_quick_run_on_docstring_files(tmp_path, monkeypatch, extra):
     for name in ("test_bleu_greedy", "test_bleu_beam2", "copy_test_bleu"):
         assert 0.0 <= result[name] <= 100.0
     assert saved["args"]["final_norm"] == ("--final-norm" in extra)
+    assert saved["args"]["copy"] == ("--no-copy" not in extra)
     if extra:                  # the best epoch's params, loadable into the model's structure
         model = transformer.Transformer(saved["vocab_size"], 64, 4, 2, 2, 128, final_norm=True)
         params = fnn.io.load(saved_params, like=model.init(fgrad.random.key(0)))

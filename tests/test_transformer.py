@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -348,16 +349,16 @@ def test_inverse_sqrt_schedule_is_equation_3():
 # Decoding
 # --------------------------------------------------------------------------------------------
 
-def decoding_model(final_norm=False, vocab=9, seed=0):
+def decoding_model(final_norm=False, vocab=9, seed=0, copy=False):
     model = T.Transformer(vocab, d_model=16, nhead=2, num_encoder_layers=2,
                           num_decoder_layers=2, dim_feedforward=24, dropout=0.0,
-                          final_norm=final_norm, dtype=np.float64)
+                          final_norm=final_norm, copy=copy, dtype=np.float64)
     return model, random_params(model, seed)
 
 
-@pytest.mark.parametrize("final_norm", [False, True])
-def test_cached_decoding_gives_the_teacher_forced_logits(final_norm):
-    model, params = decoding_model(final_norm)
+@pytest.mark.parametrize("final_norm,copy", [(False, False), (True, False), (False, True)])
+def test_cached_decoding_gives_the_teacher_forced_logits(final_norm, copy):
+    model, params = decoding_model(final_norm, copy=copy)
     rng = np.random.default_rng(0)
     src = padded_ids(rng, 3, 6, 9)
     tgt_in = np.concatenate([np.full((3, 1), BOS), rng.integers(3, 9, (3, 6))], axis=1)
@@ -369,6 +370,69 @@ def test_cached_decoding_gives_the_teacher_forced_logits(final_norm):
     step, cache = model.decode_step(params, tgt_in[:, 4:], cache)     # ... then three at once
     np.testing.assert_allclose(step, full[:, 4:], rtol=1e-10, atol=1e-12)
     assert cache["length"] == 7
+
+
+# --------------------------------------------------------------------------------------------
+# The copy switch (--copy)
+# --------------------------------------------------------------------------------------------
+
+def copy_mixture_reference(model, params, src, tgt_in):
+    """The copy switch's ``p(w)``, written out in NumPy from the paper model's logits and the
+    decoder output (taken from the model without its switch, the same parameters)."""
+    plain = dataclasses.replace(model, copy=False)
+    inner = {k: v for k, v in params.items() if k != "copy"}
+    memory = np.asarray(plain.encode(inner, src))
+    y, _ = T.decode_stack(inner["transformer"], plain.embed(inner, tgt_in), memory,
+                          src == PAD, tgt_in == PAD, model.nhead, model.layer_norm_eps,
+                          T.Dropout())
+    y = np.asarray(y)
+    logits = y @ inner["embedding"]["weight"].T
+    scores = (y @ params["copy"]["query"]["weight"].T) @ memory.transpose(0, 2, 1)
+    scores = scores / math.sqrt(model.d_model) + np.where(src == PAD, -np.inf, 0.0)[:, None, :]
+    a = np.exp(scores - scores.max(-1, keepdims=True))
+    a /= a.sum(-1, keepdims=True)
+    g = (np.concatenate([y, a @ memory], axis=-1) @ params["copy"]["switch"]["weight"].T
+         + params["copy"]["switch"]["bias"])
+    write = np.exp(logits - logits.max(-1, keepdims=True))
+    write /= write.sum(-1, keepdims=True)
+    copied = np.zeros_like(write)
+    for b, t, j in itertools.product(*map(range, a.shape)):
+        copied[b, t, src[b, j]] += a[b, t, j]
+    gate = 1.0 / (1.0 + np.exp(-g))
+    return gate * write + (1.0 - gate) * copied
+
+
+def test_copy_switch_is_the_pointer_generator_mixture():
+    model, params = decoding_model(copy=True, vocab=11, seed=3)
+    rng = np.random.default_rng(4)
+    src = padded_ids(rng, 4, 7, 11)
+    tgt_in = np.concatenate([np.full((4, 1), BOS), rng.integers(3, 11, (4, 5))], axis=1)
+    log_p = np.asarray(model.apply(params, src, tgt_in))
+    np.testing.assert_allclose(np.exp(log_p).sum(-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(log_p), copy_mixture_reference(model, params, src, tgt_in),
+                               rtol=1e-10, atol=1e-14)
+    # a token absent from a source gets only the softmax's share; padding is never copied
+    mixture = copy_mixture_reference(model, params, src, tgt_in)
+    assert np.all(mixture[..., PAD] < np.exp(log_p).max())
+
+
+def test_copy_switch_gradients_match_finite_differences():
+    model, params = decoding_model(copy=True, vocab=7, seed=5)
+    rng = np.random.default_rng(6)
+    src = padded_ids(rng, 2, 5, 7)
+    tgt = np.concatenate([np.full((2, 1), BOS), rng.integers(3, 7, (2, 4))], axis=1)
+    tgt[1, 3:] = PAD
+
+    def loss(p):
+        return T.label_smoothed_loss(model.apply(p, src, tgt[:, :-1]), tgt[:, 1:], PAD, 0.1)
+
+    fgrad.testing.check_grads(loss, (params,), modes=("rev",))
+    # the fused loss on log-probabilities is the smoothed cross-entropy of the mixture itself
+    log_p = np.asarray(model.apply(params, src, tgt[:, :-1]))
+    kept = tgt[:, 1:] != PAD
+    picked = np.take_along_axis(log_p, tgt[:, 1:, None], axis=-1)[..., 0]
+    expected = -(0.9 * picked + 0.1 * log_p.mean(-1))[kept].mean()
+    assert float(loss(params)) == pytest.approx(expected, rel=1e-10)
 
 
 def copy_batch(rng, n, vocab=9, longest=6):
@@ -404,6 +468,39 @@ def copy_task():
         if step + 1 in (40, 200):
             saved[step + 1] = params
     return model, saved[40], saved[200]
+
+
+def test_the_copy_switch_learns_the_copy_task_by_copying(monkeypatch):
+    model = T.Transformer(9, d_model=32, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                          dim_feedforward=64, dropout=0.0, copy=True, dtype=np.float64)
+    params = model.init(fgrad.random.key(0))
+    optimizer, _ = T.make_optimizer(types.SimpleNamespace(d_model=32, warmup=30, lr=0.016,
+                                                          clip=0.0))
+    opt_state = optimizer.init(params)
+    loss_and_grad = fgrad.value_and_grad(lambda p, src, tgt_in, tgt_out: T.label_smoothed_loss(
+        model.apply(p, src, tgt_in), tgt_out, PAD, 0.1))
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        _, grads = loss_and_grad(params, *copy_batch(rng, 32))
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = foptim.apply_updates(params, updates)
+    src, tgt_in, _ = copy_batch(np.random.default_rng(1), 16)
+    for search in (T.greedy_search, functools.partial(T.beam_search, beam=3)):
+        out = search(model, params, src, 8, BOS, EOS, banned=(PAD, BOS))
+        out = out[0] if search is not T.greedy_search else out
+        assert out == [list(s[s != PAD]) for s in src]
+    # padding a batch of sources changes no output
+    alone = [T.greedy_search(model, params, s[None, :int((s != PAD).sum())], 8, BOS, EOS,
+                             banned=(PAD, BOS))[0] for s in src]
+    assert T.greedy_search(model, params, src, 8, BOS, EOS, banned=(PAD, BOS)) == alone
+    # and it copies: the switch gives most of each target token's probability to the copy term
+    gates = []
+    copy_mixture = T.copy_mixture
+    monkeypatch.setattr(T, "copy_mixture", lambda logits, gate, *rest: (
+        gates.append(np.asarray(gate)), copy_mixture(logits, gate, *rest))[1])
+    model.apply(params, src, tgt_in)
+    copy_share = 1.0 / (1.0 + np.exp(gates[0]))          # sigmoid(-g)
+    assert copy_share[tgt_in != PAD].mean() > 0.6
 
 
 def test_the_examples_training_pieces_learn_to_copy(copy_task):
