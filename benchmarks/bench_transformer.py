@@ -13,7 +13,9 @@ the inverse-sqrt schedule. torch runs ``nn.Embedding`` + ``nn.Transformer`` (``b
 Dropout is 0 in the timed comparison, so that the two compute the same function: the losses
 are checked to agree before timing. (With dropout, torch's layers also drop the attention
 weights and the feed-forward hidden units, which the example does not: not the same step.)
-The fgrad eager step with the example's dropout 0.1 is timed too, to show what its masks cost.
+The fgrad eager step with the example's dropout 0.1 is timed too, to show what its masks cost,
+and the model with the example's copy switch (``--copy``, its default; torch has no
+counterpart), eager and jitted, to show what the switch costs.
 
 Columns: fgrad eager, ``fgrad.jit`` of the same step (the first call, trace + optimise +
 generate, timed once), torch eager, and the ratios to torch. One run, best of a few repeats,
@@ -22,6 +24,7 @@ one BLAS thread each: on a shared machine compare the ratios, not the millisecon
     python -m benchmarks.bench_transformer [--layers 2] [--threads 1]
 """
 import argparse
+import dataclasses
 import math
 import time
 
@@ -159,6 +162,17 @@ def main(argv=None):
         key = fgrad.random.key(1)
         with_dropout = best_time(lambda: dropout_step(params, opt_state, batch, key), number=2,
                                  repeat=3)
+        # the example's default model: the copy switch on top (no torch counterpart)
+        copy_model = dataclasses.replace(model, copy=True)
+        copy_params = copy_model.init(fgrad.random.key(0))
+        copy_step, copy_optimizer = fgrad_step(copy_model, args)
+        copy_state = copy_optimizer.init(copy_params)
+        copy_eager = best_time(lambda: copy_step(copy_params, copy_state, batch, None), number=2,
+                               repeat=3)
+        copy_jitted = fgrad.jit(copy_step)
+        copy_jitted(copy_params, copy_state, batch, None)
+        copy_jit = best_time(lambda: copy_jitted(copy_params, copy_state, batch, None), number=2,
+                             repeat=3)
     shape = (f"{args.layers}+{args.layers} layers, d {args.d_model}, batch {args.batch} x "
              f"{args.src_len} -> {args.tgt_len}, vocab {args.vocab}")
     rows.append([shape, f"{eager * 1e3:.0f}", f"{jit * 1e3:.0f} (first {first:.1f} s)",
@@ -169,6 +183,9 @@ def main(argv=None):
                 rows)
     print(f"\nfgrad eager with the example's dropout 0.1 (embeddings, sub-layer outputs): "
           f"{with_dropout * 1e3:.0f} ms, {with_dropout / eager:.2f}x the step without")
+    print(f"with the copy switch (--copy, the example's default): eager {copy_eager * 1e3:.0f} "
+          f"ms, fgrad.jit {copy_jit * 1e3:.0f} ms ({copy_eager / eager:.2f}x and "
+          f"{copy_jit / jit:.2f}x the model without)")
 
 
 if __name__ == "__main__":

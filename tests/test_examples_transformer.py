@@ -54,8 +54,8 @@ def test_help_runs_as_a_module():
         assert flag in done.stdout
 
 
-@pytest.mark.parametrize("extra", [[], ["--jit", "--final-norm", "--no-copy"]],
-                         ids=["eager", "jit"])
+@pytest.mark.parametrize("extra", [["--no-jit", "--average-last", "3"],
+                                   ["--final-norm", "--no-copy"]], ids=["eager", "jit"])
 def test_quick_run_on_docstring_files(tmp_path, monkeypatch, extra):
     package = write_docstring_tree(tmp_path / "src")
     monkeypatch.setenv("FGRAD_DATA", str(tmp_path / "cache"))
@@ -63,7 +63,7 @@ def test_quick_run_on_docstring_files(tmp_path, monkeypatch, extra):
     work.mkdir()
     monkeypatch.chdir(work)
     saved_params = tmp_path / "params.npz"
-    if extra:
+    if "--final-norm" in extra:
         extra = extra + ["--save-params", str(saved_params)]
     result = transformer.main(["--quick", "--roots", str(package), "--epochs", "2",
                                "--batch-size", "16", "--out-dir", str(out)] + extra)
@@ -80,7 +80,11 @@ def test_quick_run_on_docstring_files(tmp_path, monkeypatch, extra):
         assert 0.0 <= result[name] <= 100.0
     assert saved["args"]["final_norm"] == ("--final-norm" in extra)
     assert saved["args"]["copy"] == ("--no-copy" not in extra)
-    if extra:                  # the best epoch's params, loadable into the model's structure
+    assert saved["args"]["jit"] == ("--no-jit" not in extra)
+    # 2 epochs of 32 steps, a checkpoint every half epoch: 4, of which the last K are averaged
+    assert result["checkpoints_averaged"] == (3 if "--average-last" in extra else 4)
+    assert np.isfinite(result["val_loss"]) and np.isfinite(result["val_loss_last"])
+    if "--final-norm" in extra:   # the averaged params, loadable into the model's structure
         model = transformer.Transformer(saved["vocab_size"], 64, 4, 2, 2, 128, final_norm=True)
         params = fnn.io.load(saved_params, like=model.init(fgrad.random.key(0)))
         assert fnn.utils.count_params(params) == result["parameters"]

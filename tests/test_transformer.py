@@ -312,11 +312,28 @@ def test_label_smoothed_loss_matches_torch(batch, length, vocab, smoothing, seed
     t_loss.backward()
     assert_close(loss, t_loss.item(), "loss")
     assert_close(grad, t_logits.grad.numpy(), "gradient")
-    # traced (fgrad.jit): fnn.functional.cross_entropy instead of the fused NumPy kernel
+    # fgrad.jit: the fused kernel runs inside the compiled program (targets are an operand)
     loss, grad = fgrad.jit(fgrad.value_and_grad(T.label_smoothed_loss),
                            static_argnums=(2, 3))(logits, targets, 0, smoothing)
     assert_close(loss, t_loss.item(), "loss (jit)")
     assert_close(grad, t_logits.grad.numpy(), "gradient (jit)")
+    # traced values (vmap over a batch of logits, second order): fnn.functional.cross_entropy
+    per_row = fgrad.vmap(T.label_smoothed_loss, in_axes=(0, None, None, None))(
+        logits[:, None], targets[:1], 0, smoothing)
+    for b in range(batch):
+        kept = targets[0] != 0
+        if kept.any():
+            assert_close(per_row[b], torch.nn.functional.cross_entropy(
+                torch.from_numpy(logits[b]), torch.from_numpy(targets[0]), ignore_index=0,
+                label_smoothing=smoothing).item(), "loss (vmap)")
+    direction = rng.normal(size=logits.shape)
+    hvp = fgrad.jvp(fgrad.grad(lambda z: T.label_smoothed_loss(z, targets, 0, smoothing)),
+                    (logits,), (direction,))[1]
+    t_targets = torch.from_numpy(targets).reshape(-1)
+    t_hvp = torch.func.jvp(torch.func.grad(lambda z: torch.nn.functional.cross_entropy(
+        z.reshape(-1, vocab), t_targets, ignore_index=0, label_smoothing=smoothing)),
+        (torch.from_numpy(logits),), (torch.from_numpy(direction),))[1]
+    assert_close(hvp, t_hvp.numpy(), "Hessian-vector product")
 
 
 def test_label_smoothed_loss_of_only_padding_is_nan_with_zero_gradient():
