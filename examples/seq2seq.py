@@ -156,6 +156,31 @@ def bucketed_batches(key, lengths, batch_size, chunk=50):
 # The model
 # --------------------------------------------------------------------------------------------
 
+def check_token_ids(where, vocab_size, **arrays):
+    """The arrays (lists made arrays), or raise unless each is a ``(batch, length)`` array of
+    integer token ids in ``[0, vocab_size)`` (the values are checked when they are concrete,
+    not under ``jit``), one batch size for all: a source batch of 1 would otherwise broadcast
+    against the targets. ``where`` names the caller in the message."""
+    batches, checked = {}, []
+    for name, ids in arrays.items():
+        if not hasattr(ids, "dtype"):
+            ids = np.asarray(ids)
+        shape, dtype = shape_of(ids), np.dtype(ids.dtype)
+        if len(shape) != 2 or dtype.kind not in "iu":
+            raise TypeError(f"{where}: {name} must be a (batch, length) array of integer token "
+                            f"ids, got shape {shape} and dtype {dtype}")
+        if type(ids) is np.ndarray and ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+            raise ValueError(f"{where}: {name} holds ids from {ids.min()} to {ids.max()}, "
+                             f"outside [0, vocab_size={vocab_size})")
+        batches[name] = shape[0]
+        checked.append(ids)
+    if len(set(batches.values())) > 1:
+        raise ValueError(f"{where}: the batch sizes differ ("
+                         + ", ".join(f"{n} {b}" for n, b in batches.items())
+                         + "); pass one target row per source row")
+    return tuple(checked)
+
+
 class Seq2Seq:
     """A bidirectional GRU encoder and a GRU decoder with additive attention; one embedding
     for source, target and output."""
@@ -187,6 +212,7 @@ class Seq2Seq:
 
     def encode(self, params, sources, *, key=None, train=False):
         """``(states (B, S, 2H), keys (B, S, A), mask (B, S), s_0 (B, H_dec))`` for sources."""
+        sources, = check_token_ids("Seq2Seq.encode", self.vocab_size, sources=sources)
         mask = sources != PAD
         # time-major (S, B, d) from the start: the scans step along axis 0 with no transposes
         x = self.layers["embedding"].apply(params["embedding"], sources.T)
@@ -243,6 +269,8 @@ class Seq2Seq:
         step ``t`` reads the true previous token (``BOS`` first). Only the recurrence runs step
         by step (``lax.scan``); what needs no state (the tokens' input gates, the output layer,
         the logits) is one product over all steps."""
+        sources, targets = check_token_ids("Seq2Seq.apply", self.vocab_size, sources=sources,
+                                           targets=targets)
         keys = fgrad.random.split(key, 3) if train and self.dropout else (None,) * 3
         memory_states, memory_keys, mask, s0 = self.encode(params, sources, key=keys[0],
                                                            train=train)

@@ -87,8 +87,8 @@ from fnn.models import _kernels as K
 
 from . import common
 from .datasets import DOCSTRING_SOURCES, load_docstring_pairs
-from .seq2seq import (BOS, EOS, PAD, bucketed_batches, copy_mixture, crop, padded_length,
-                      prepare_pairs, repeat_bans)
+from .seq2seq import (BOS, EOS, PAD, bucketed_batches, check_token_ids, copy_mixture, crop,
+                      padded_length, prepare_pairs, repeat_bans)
 
 NAME = "transformer"
 #: The measured default run (README, "Examples"), quoted at the end of a --quick run.
@@ -230,8 +230,8 @@ def causal_bias(length, dtype):
 def copy_switch(p, y, logits, memory, src, pad_id):
     """See et al.'s (2017) pointer-generator switch on the decoder output ``y (B, T, d)``: the
     log-probabilities ``(B, T, V)`` of the mixture of writing from the softmax of ``logits`` and
-    copying a source token by a single-head attention to the encoder output ``memory (B, S, d)``
-    (a Transformer with a copy attention, as Gehrmann et al. 2018)::
+    copying a source token by a single-head attention of its own to the encoder output
+    ``memory (B, S, d)`` (Gehrmann et al. 2018 put the same switch on a Transformer)::
 
         a = softmax((y W_q) memory^T / sqrt(d), padded sources masked)       (B, T, S)
         c = a memory,   g = w [y ; c] + b                                     the switch
@@ -407,6 +407,7 @@ class Transformer(Module):
         """Teacher forcing: logits ``(B, T, vocab)``, ``[b, t]`` predicting ``tgt_in[b, t+1]``
         (the target after ``tgt_in[b, :t+1]``), for sources ``src (B, S)``."""
         self.check_params(params)
+        src, tgt_in = self.check_ids("apply", src=src, tgt_in=tgt_in)
         enc_key, dec_key = (None, None) if key is None else fgrad.random.split(key)
         memory = self.encode(params, src, key=enc_key, train=train)
         drop = self.dropper(dec_key, train)
@@ -415,6 +416,10 @@ class Transformer(Module):
                             tgt_in == self.pad_id, self.nhead, self.layer_norm_eps, drop)
         return self.output_logits(params, y, memory, src)
 
+    def check_ids(self, method, **arrays):
+        """``examples.seq2seq.check_token_ids`` for this model's vocabulary."""
+        return check_token_ids(f"Transformer.{method}", self.vocab_size, **arrays)
+
     # ---- decoding with a cache ----------------------------------------------------------------
 
     def start_decoding(self, params, src):
@@ -422,6 +427,7 @@ class Transformer(Module):
         and values of every decoder layer (``memory_kv``), no self-attention keys yet
         (``self_kv``), ``length`` 0, the source padding ``src_pad`` and, for the copy switch,
         ``copy``: the encoder output and the sources (else None)."""
+        src, = self.check_ids("start_decoding", src=src)
         memory = self.encode(params, src)
         layers = params["transformer"]["decoder"]["layers"]
         empty = np.zeros((shape_of(src)[0], self.nhead, 0, self.d_model // self.nhead),

@@ -418,3 +418,16 @@ def test_vocabulary_batches_and_crop():
     assert spread < 0.5 * np.mean([np.ptp(lengths[b]) for b in np.array_split(np.arange(192), 12)])
     again = s2s.bucketed_batches(fgrad.random.key(0), lengths, 16, chunk=4)
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
+@pytest.mark.parametrize("sources, targets, error, message", [
+    ([[5, 25, 0]], [[3, 4]], ValueError, "sources holds ids from 0 to 25, outside [0, vocab_size="),
+    ([[5, 6, 0]], [[3, 4], [4, 3]], ValueError, "the batch sizes differ (sources 1, targets 2)"),
+    ([5, 6], [3, 4], TypeError, "sources must be a (batch, length) array of integer token ids"),
+    ([[5.0, 6.0]], [[3, 4]], TypeError, "dtype float64"),
+])
+def test_bad_token_ids_get_clear_errors(sources, targets, error, message):
+    model, params = tiny_model(copy=True)
+    with pytest.raises(error, match="^Seq2Seq.apply: ") as caught:
+        model.apply(params, np.array(sources), np.array(targets))
+    assert message in str(caught.value)

@@ -598,3 +598,24 @@ def test_padding_a_batch_of_sources_changes_no_output(copy_task, search):
 
     alone = [decode(s[None])[0] for s in sources]
     assert decode(batch) == alone
+
+
+@pytest.mark.parametrize("src, tgt_in, error, message", [
+    ([[5, 25, 0]], [[1, 4]], ValueError, "src holds ids from 0 to 25, outside [0, vocab_size=20)"),
+    ([[5, 6, 0]], [[1, 4], [1, 3]], ValueError, "the batch sizes differ (src 1, tgt_in 2)"),
+    ([5, 6], [1, 4], TypeError, "src must be a (batch, length) array of integer token ids, got "
+                                "shape (2,)"),
+    ([[5.0, 6.0]], [[1, 4]], TypeError, "dtype float64"),
+    ([[5, 6]], [[1, -1]], ValueError, "tgt_in holds ids from -1 to 1"),
+])
+def test_bad_token_ids_get_clear_errors(src, tgt_in, error, message):
+    model = T.Transformer(20, d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                          dim_feedforward=16, copy=True)
+    params = model.init(fgrad.random.key(0))
+    with pytest.raises(error, match="^Transformer.apply: ") as caught:
+        model.apply(params, np.array(src), np.array(tgt_in))
+    assert message in str(caught.value)
+    # under jit only the shapes are known, and the batch sizes are still checked
+    if "batch sizes" in message:
+        with pytest.raises(ValueError, match="the batch sizes differ"):
+            fgrad.jit(model.apply)(params, np.array(src), np.array(tgt_in))
