@@ -347,7 +347,7 @@ def copy_mixture(logits, gate, weights, sources):
     in fgrad.numpy (one training step of the transformer example: 70 -> 20 ms, measured). Traced
     values (``vmap``, ``jvp``, higher derivatives, a traced cotangent) take the formula itself.
     """
-    if all(type(a) is np.ndarray for a in (logits, gate, weights)):
+    if all(type(a) is np.ndarray for a in (logits, gate, weights, sources)):
         return _copy_mixture_numpy(logits, gate, weights, sources)[0]
     return _copy_mixture(logits, gate, weights, sources)
 
@@ -707,11 +707,18 @@ def main(argv=None):
     return common.run_main(make_parser, run, argv)
 
 
-def prepare_pairs(pairs, args, name, start):
-    """The splits cut to ``--train-size``/``--test-size``, the BPE vocabulary trained on the
-    training pairs, their arrays, the reference summaries and the copy baseline's BLEU (the
-    body's first sentence as the summary); shared with examples.transformer, so the two
-    examples' scores are comparable."""
+def prepare_pairs(args, name, start):
+    """The docstring pairs of ``--sources`` (or ``--roots``), the splits cut to
+    ``--train-size``/``--test-size`` (``--quick``: at most 512 training and 64 validation and
+    test pairs, a 500-token vocabulary), the BPE vocabulary trained on the training pairs, their
+    arrays, the reference summaries and the copy baseline's BLEU (the body's first sentence as
+    the summary); shared with examples.transformer, so the two examples' scores are comparable."""
+    pairs = load_docstring_pairs(args.sources, roots=args.roots, seed=args.seed,
+                                 max_body_words=args.max_body_words)
+    if args.quick:
+        args.train_size = min(args.train_size or 512, 512)
+        args.test_size = min(args.test_size or 64, 64)
+        args.bpe_vocab = min(args.bpe_vocab, 500)
     train = pairs["train"][:args.train_size]
     valid = pairs["valid"][:args.test_size]
     test = pairs["test"][:args.test_size]
@@ -742,14 +749,9 @@ def prepare_pairs(pairs, args, name, start):
 
 def run(args):
     start, cpu_start = time.perf_counter(), time.process_time()
-    pairs = load_docstring_pairs(args.sources, roots=args.roots, seed=args.seed,
-                                 max_body_words=args.max_body_words)
     if args.quick:
-        args.train_size = min(args.train_size or 512, 512)
-        args.test_size = min(args.test_size or 64, 64)
-        args.bpe_vocab = min(args.bpe_vocab, 500)
         args.beam, args.jit = min(args.beam, 2), False      # tracing would outlast 16 steps
-    train, valid, test, vocab, arrays, references, baseline = prepare_pairs(pairs, args, NAME, start)
+    train, valid, test, vocab, arrays, references, baseline = prepare_pairs(args, NAME, start)
 
     model = Seq2Seq(vocab.vocab_size, args.embed, args.hidden, args.decoder_hidden,
                     args.attention, args.dropout, args.copy)

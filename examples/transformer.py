@@ -86,7 +86,7 @@ from fnn.layers.base import Module, ParamSpec, dtype_field
 from fnn.models import _kernels as K
 
 from . import common
-from .datasets import DOCSTRING_SOURCES, load_docstring_pairs
+from .datasets import DOCSTRING_SOURCES
 from .seq2seq import (BOS, EOS, PAD, bucketed_batches, check_token_ids, copy_mixture, crop,
                       padded_length, prepare_pairs, repeat_bans)
 
@@ -772,15 +772,10 @@ def main(argv=None):
 
 def run(args):
     start, cpu_start = time.perf_counter(), time.process_time()
-    pairs = load_docstring_pairs(args.sources, roots=args.roots, seed=args.seed,
-                                 max_body_words=args.max_body_words)
     if args.quick:
-        args.train_size = min(args.train_size or 512, 512)
-        args.test_size = min(args.test_size or 64, 64)
-        args.bpe_vocab = min(args.bpe_vocab, 500)
         args.d_model, args.ff, args.layers = min(args.d_model, 64), min(args.ff, 128), 2
         args.beam, args.warmup = min(args.beam, 2), min(args.warmup, 20)
-    train, valid, test, vocab, arrays, references, baseline = prepare_pairs(pairs, args, NAME, start)
+    train, valid, test, vocab, arrays, references, baseline = prepare_pairs(args, NAME, start)
 
     model = Transformer(vocab.vocab_size, args.d_model, args.heads, args.layers, args.layers,
                         args.ff, args.dropout, args.attention_dropout, args.activation_dropout,

@@ -465,12 +465,12 @@ def copy_batch(rng, n, vocab=9, longest=6):
     return src, np.where(tgt_in == EOS, PAD, tgt_in), tgt_out
 
 
-@pytest.fixture(scope="module")
-def copy_task():
-    """A small model trained on the copy task by the example's loss, schedule and Adam:
-    ``(model, params after 40 steps (unsure, its outputs end at many lengths), after 200)``."""
+def train_on_copy_task(copy, steps):
+    """A small model (``copy``: with the copy switch) trained on the copy task by the
+    example's loss, schedule and Adam: ``(model, {step: params after it for each in
+    steps})``."""
     model = T.Transformer(9, d_model=32, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
-                          dim_feedforward=64, dropout=0.0, dtype=np.float64)
+                          dim_feedforward=64, dropout=0.0, copy=copy, dtype=np.float64)
     params = model.init(fgrad.random.key(0))
     optimizer, _ = T.make_optimizer(types.SimpleNamespace(d_model=32, warmup=30, lr=0.016,
                                                           clip=0.0))
@@ -478,29 +478,26 @@ def copy_task():
     loss_and_grad = fgrad.value_and_grad(lambda p, src, tgt_in, tgt_out: T.label_smoothed_loss(
         model.apply(p, src, tgt_in), tgt_out, PAD, 0.1))
     rng, saved = np.random.default_rng(0), {}
-    for step in range(200):
+    for step in range(max(steps)):
         _, grads = loss_and_grad(params, *copy_batch(rng, 32))
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = foptim.apply_updates(params, updates)
-        if step + 1 in (40, 200):
+        if step + 1 in steps:
             saved[step + 1] = params
+    return model, saved
+
+
+@pytest.fixture(scope="module")
+def copy_task():
+    """``(model, params after 40 steps (unsure, its outputs end at many lengths), after 200)``
+    of :func:`train_on_copy_task` without the copy switch."""
+    model, saved = train_on_copy_task(False, (40, 200))
     return model, saved[40], saved[200]
 
 
 def test_the_copy_switch_learns_the_copy_task_by_copying(monkeypatch):
-    model = T.Transformer(9, d_model=32, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
-                          dim_feedforward=64, dropout=0.0, copy=True, dtype=np.float64)
-    params = model.init(fgrad.random.key(0))
-    optimizer, _ = T.make_optimizer(types.SimpleNamespace(d_model=32, warmup=30, lr=0.016,
-                                                          clip=0.0))
-    opt_state = optimizer.init(params)
-    loss_and_grad = fgrad.value_and_grad(lambda p, src, tgt_in, tgt_out: T.label_smoothed_loss(
-        model.apply(p, src, tgt_in), tgt_out, PAD, 0.1))
-    rng = np.random.default_rng(0)
-    for _ in range(120):
-        _, grads = loss_and_grad(params, *copy_batch(rng, 32))
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = foptim.apply_updates(params, updates)
+    model, saved = train_on_copy_task(True, (120,))
+    params = saved[120]
     src, tgt_in, _ = copy_batch(np.random.default_rng(1), 16)
     for search in (T.greedy_search, functools.partial(T.beam_search, beam=3)):
         out = search(model, params, src, 8, BOS, EOS, banned=(PAD, BOS))
